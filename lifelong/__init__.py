@@ -1,0 +1,44 @@
+"""lifelong: continual learning with a task memory, benchmarked against Avalanche."""
+
+# Importing the baselines registers them in the agent registry.
+from lifelong import baselines as _baselines  # noqa: F401
+from lifelong.agents import (
+    AgentContext,
+    AgentEntry,
+    StreamFacts,
+    UnknownAgentError,
+    UnsupportedScenarioError,
+    available_agents,
+    get_agent,
+    make_agent,
+    register_agent,
+)
+from lifelong.config import ConfigError, RunConfig, StreamConfig, TrainConfig
+from lifelong.metrics import (
+    average_accuracy,
+    backward_transfer,
+    forgetting,
+    forward_transfer,
+)
+from lifelong.run import run
+
+__all__ = [
+    "AgentContext",
+    "AgentEntry",
+    "ConfigError",
+    "RunConfig",
+    "StreamConfig",
+    "StreamFacts",
+    "TrainConfig",
+    "UnknownAgentError",
+    "UnsupportedScenarioError",
+    "available_agents",
+    "average_accuracy",
+    "backward_transfer",
+    "forgetting",
+    "forward_transfer",
+    "get_agent",
+    "make_agent",
+    "register_agent",
+    "run",
+]

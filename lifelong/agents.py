@@ -1,0 +1,154 @@
+"""The agent registry: every strategy a run can compare, by name.
+
+An agent is a factory ``factory(context: AgentContext) -> SupervisedTemplate``: it receives
+the model, the training settings and the evaluator the run built, and returns an Avalanche
+strategy ready for ``strategy.train(train_stream, eval_streams=[test_stream])``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from avalanche.core import SupervisedPlugin
+from avalanche.training.plugins import EvaluationPlugin
+from avalanche.training.templates import SupervisedTemplate
+from torch import nn
+
+from lifelong.config import TrainConfig
+from streams import Scenario
+
+ALL_SCENARIOS = frozenset(Scenario)
+
+
+class UnknownAgentError(ValueError):
+    """The name is not a registered agent."""
+
+
+class UnsupportedScenarioError(ValueError):
+    """The agent cannot run on the stream's scenario."""
+
+
+@dataclass(frozen=True)
+class StreamFacts:
+    """What an agent may know about a stream before it starts: no data, no task ids."""
+
+    scenario: Scenario
+    n_tasks: int
+    n_classes: int
+    input_shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class AgentContext:
+    """Everything an agent factory receives.
+
+    Attributes:
+        model: The network, freshly initialised under the run's seed, already on ``device``.
+        train: Epochs, batch sizes, learning rate and the shared ``memory_size`` budget.
+        stream: Facts about the stream the agent will see.
+        device: Where training runs.
+        evaluator: The run's evaluation plugin; pass it to the strategy unchanged.
+        plugins: Extra plugins the run needs (progress reporting); pass them on.
+        seed: The run's seed, for components that keep their own random generator.
+    """
+
+    model: nn.Module
+    train: TrainConfig
+    stream: StreamFacts
+    device: torch.device
+    evaluator: EvaluationPlugin
+    plugins: Sequence[SupervisedPlugin]
+    seed: int
+
+
+class AgentFactory(Protocol):
+    """A function that builds a strategy from an ``AgentContext``."""
+
+    def __call__(self, context: AgentContext, /) -> SupervisedTemplate:  # pragma: no cover
+        """Build the strategy."""
+        ...
+
+
+@dataclass(frozen=True)
+class AgentEntry:
+    """A registered agent.
+
+    Attributes:
+        name: The name users pass to ``--agents``.
+        factory: Builds the strategy.
+        description: One line for ``--list``.
+        scenarios: The scenarios the agent can run on.
+        uses_memory: Whether ``--memory-size`` bounds what it stores.
+    """
+
+    name: str
+    factory: AgentFactory
+    description: str
+    scenarios: frozenset[Scenario]
+    uses_memory: bool
+
+
+_REGISTRY: dict[str, AgentEntry] = {}
+
+
+def register_agent(
+    name: str,
+    *,
+    description: str | None = None,
+    scenarios: frozenset[Scenario] = ALL_SCENARIOS,
+    uses_memory: bool = False,
+) -> Callable[[AgentFactory], AgentFactory]:
+    """Register an agent factory under ``name``.
+
+    Raises:
+        ValueError: If ``name`` is already registered.
+    """
+
+    def decorator(factory: AgentFactory) -> AgentFactory:
+        if name in _REGISTRY:
+            raise ValueError(f"agent {name!r} is already registered; pick another name")
+        doc = inspect.getdoc(factory) or ""
+        line = description or (doc.strip().splitlines()[0] if doc.strip() else "")
+        _REGISTRY[name] = AgentEntry(name, factory, line, frozenset(scenarios), uses_memory)
+        return factory
+
+    return decorator
+
+
+def available_agents() -> dict[str, AgentEntry]:
+    """Every registered agent, by name, sorted."""
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get_agent(name: str) -> AgentEntry:
+    """Look an agent up by name.
+
+    Raises:
+        UnknownAgentError: If ``name`` is not registered; the message lists valid names.
+    """
+    if name not in _REGISTRY:
+        raise UnknownAgentError(
+            f"unknown agent {name!r}; choose from: {', '.join(available_agents())}"
+        )
+    return _REGISTRY[name]
+
+
+def make_agent(name: str, context: AgentContext) -> SupervisedTemplate:
+    """Build the strategy registered as ``name`` for ``context``.
+
+    Raises:
+        UnknownAgentError: If ``name`` is not registered.
+        UnsupportedScenarioError: If the agent cannot run on the stream's scenario.
+    """
+    entry = get_agent(name)
+    if context.stream.scenario not in entry.scenarios:
+        supported = ", ".join(sorted(s.value for s in entry.scenarios))
+        raise UnsupportedScenarioError(
+            f"agent {name!r} cannot run on a {context.stream.scenario.value} stream; "
+            f"it supports: {supported}"
+        )
+    return entry.factory(context)

@@ -1,0 +1,193 @@
+"""The command line, thin over ``lifelong.run``: parse, build the config, run, print.
+
+Settings come, lowest priority first, from the defaults, a ``--config`` file, then flags.
+Bad input prints one line to stderr and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from lifelong.agents import UnknownAgentError, UnsupportedScenarioError, available_agents
+from lifelong.config import (
+    ConfigError,
+    RunConfig,
+    load_config_file,
+    parse_seeds,
+    validate,
+)
+from streams import StreamError, UnknownStreamError, available_streams
+
+EXIT_BAD_INPUT = 2
+_USER_ERRORS = (
+    ConfigError,
+    StreamError,
+    UnknownStreamError,
+    UnknownAgentError,
+    UnsupportedScenarioError,
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser; every default is ``None`` so a config file can fill it."""
+    parser = argparse.ArgumentParser(
+        prog="run_stream.py",
+        description="Run continual-learning agents over a task stream and report "
+        "accuracy matrices, ACC, BWT, FWT and forgetting.",
+    )
+    add = parser.add_argument
+    add(
+        "--stream",
+        help="stream name, path/to/file.py:function or package.module:function "
+        "(default split-digits; see --list)",
+    )
+    add(
+        "--agents",
+        help="comma-separated agent names, or 'all' (default naive,ewc,lwf,replay,der,er-ace)",
+    )
+    add("--seeds", help="comma-separated seeds, one run per agent and seed (default 0,1,2)")
+    add("--n-tasks", type=int, help="number of tasks (default: the stream's own)")
+    add("--epochs", type=int, help="passes over each task's training data (default 1)")
+    add("--batch-size", type=int, help="training mini-batch size (default 10)")
+    add("--lr", type=float, help="SGD learning rate (default 0.1)")
+    add(
+        "--memory-size",
+        type=int,
+        help="total stored samples for every memory-based agent alike (default 500)",
+    )
+    add("--data-root", help="folder with the stream's data (e.g. ../shared/data/mnist)")
+    add(
+        "--download",
+        action="store_true",
+        default=None,
+        help="let the stream download missing data (needs a network)",
+    )
+    add(
+        "--stream-option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="stream-specific option, repeatable (e.g. classes_per_task=2)",
+    )
+    add("--out", help="output folder (default runs/<stream>__<time>)")
+    add("--device", choices=("auto", "cpu", "cuda"), help="where to train (default auto)")
+    add(
+        "--executor",
+        choices=("local", "process", "ray"),
+        help="run jobs in this process, a process pool, or on Ray (default local)",
+    )
+    add("--workers", type=int, help="parallel runs for --executor process")
+    add("--ray-address", help="Ray cluster address for --executor ray")
+    add("--threads", type=int, help="torch CPU threads per run (default 1)")
+    add("--config", type=Path, help="YAML or TOML file with settings; flags override it")
+    add("--list", action="store_true", help="list streams and agents, then exit")
+    add("--quiet", action="store_true", help="no progress bar")
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> RunConfig:
+    """Merge defaults, the config file and explicit flags into one validated config.
+
+    Raises:
+        ConfigError: On an invalid value.
+    """
+    config = load_config_file(args.config) if args.config else RunConfig()
+    stream_updates = _given(
+        name=args.stream,
+        n_tasks=args.n_tasks,
+        data_root=args.data_root,
+        download=args.download,
+    )
+    if args.stream_option:
+        stream_updates["options"] = {**config.stream.options, **_options(args.stream_option)}
+    train_updates = _given(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        memory_size=args.memory_size,
+    )
+    run_updates = _given(
+        out=args.out,
+        device=args.device,
+        executor=args.executor,
+        workers=args.workers,
+        ray_address=args.ray_address,
+        threads=args.threads,
+    )
+    if args.agents is not None:
+        run_updates["agents"] = tuple(a.strip() for a in args.agents.split(",") if a.strip())
+    if args.seeds is not None:
+        run_updates["seeds"] = parse_seeds(args.seeds)
+    config = replace(
+        config,
+        stream=replace(config.stream, **stream_updates),
+        train=replace(config.train, **train_updates),
+        **run_updates,
+    )
+    return validate(config)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the process exit status."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.list:
+        print(listing())
+        return 0
+    try:
+        config = config_from_args(args)
+        # Imported here so that --help and --list stay fast.
+        from lifelong.report import format_summary_table
+        from lifelong.run import output_dir, run
+
+        results = run(config, progress=not args.quiet)
+    except _USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(format_summary_table(results["summary"]))
+    print(f"results written to {output_dir(config, results['stream'])}")
+    return 0
+
+
+def listing() -> str:
+    """Streams and agents with their one-line descriptions."""
+    streams = available_streams()
+    agents = available_agents()
+    width = max(map(len, [*streams, *agents]))
+    lines = ["streams:"]
+    lines += [f"  {name:<{width}}  {text}" for name, text in streams.items()]
+    lines += ["agents:"]
+    lines += [f"  {name:<{width}}  {entry.description}" for name, entry in agents.items()]
+    return "\n".join(lines)
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _options(pairs: Sequence[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--stream-option must look like KEY=VALUE, got {pair!r}")
+        options[key.strip()] = _literal(text.strip())
+    return options
+
+
+def _literal(text: str) -> Any:
+    """Read ``2`` as int, ``0.5`` as float, ``true``/``false`` as bool, else a string."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            continue
+    return text

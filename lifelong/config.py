@@ -1,0 +1,267 @@
+"""Typed, frozen configuration: one dataclass per component, nested into the run's.
+
+Each component receives only its own part: a stream its ``StreamConfig``, an agent the
+``TrainConfig``. The resolved ``RunConfig`` is saved beside every result.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+EXECUTORS = ("local", "process", "ray")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names it and the fix."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How every agent trains; the same values for all agents of a run.
+
+    Defaults follow the GEM protocol (Lopez-Paz & Ranzato 2017): one epoch, batch 10,
+    SGD with learning rate 0.1, an MLP with two hidden layers of 100 units.
+
+    Attributes:
+        epochs: Passes over each experience's training data.
+        batch_size: Training mini-batch size.
+        eval_batch_size: Evaluation mini-batch size (does not change results).
+        lr: SGD learning rate.
+        memory_size: Total stored samples allowed to every memory-based agent alike.
+        hidden: Hidden layer widths of the MLP every agent gets.
+    """
+
+    epochs: int = 1
+    batch_size: int = 10
+    eval_batch_size: int = 256
+    lr: float = 0.1
+    memory_size: int = 500
+    hidden: tuple[int, ...] = (100, 100)
+
+
+@dataclass(frozen=True)
+class StreamConfig:
+    """Which stream to build and how.
+
+    Attributes:
+        name: A registered stream, an entry point, or ``file.py:function`` /
+            ``package.module:function``.
+        n_tasks: Number of tasks; ``None`` keeps the stream's default.
+        data_root: Folder with the stream's data; ``None`` keeps the stream's default.
+        download: Let the stream fetch missing data over the network.
+        options: Stream-specific options, e.g. ``{"classes_per_task": 2}``.
+    """
+
+    name: str = "split-digits"
+    n_tasks: int | None = None
+    data_root: str | None = None
+    download: bool = False
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one benchmark invocation needs.
+
+    Attributes:
+        stream: The stream every agent sees.
+        agents: Agent names to compare, in order; ``("all",)`` means every agent that
+            supports the stream's scenario.
+        seeds: One run per agent and seed; a seed fixes the stream's data, the model's
+            initialisation and the training order.
+        train: Training settings shared by all agents.
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        out: Output folder; ``None`` gives ``runs/<stream>__<time>``.
+        executor: ``local`` (this process), ``process`` (a process pool) or ``ray``.
+        workers: Parallel runs for the ``process`` executor; ``None`` uses the CPU count.
+        ray_address: Address of a Ray cluster for the ``ray`` executor; ``None`` starts
+            a local one.
+        threads: Torch CPU threads per run. Fixed so that results do not depend on the
+            executor, and so that parallel runs do not oversubscribe the cores.
+    """
+
+    stream: StreamConfig = field(default_factory=StreamConfig)
+    agents: tuple[str, ...] = ("naive", "ewc", "lwf", "replay", "der", "er-ace")
+    seeds: tuple[int, ...] = (0, 1, 2)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    device: str = "auto"
+    out: str | None = None
+    executor: str = "local"
+    workers: int | None = None
+    ray_address: str | None = None
+    threads: int = 1
+
+
+def validate(config: RunConfig) -> RunConfig:
+    """Check every value a user can set; return the config unchanged if it is valid.
+
+    Raises:
+        ConfigError: On the first invalid value, naming it and the fix.
+    """
+    train = config.train
+    _require(
+        config.stream.n_tasks is None or config.stream.n_tasks >= 1,
+        f"--n-tasks must be at least 1, got {config.stream.n_tasks}",
+    )
+    _require(train.epochs >= 1, f"--epochs must be at least 1, got {train.epochs}")
+    _require(train.batch_size >= 1, f"--batch-size must be at least 1, got {train.batch_size}")
+    _require(
+        train.eval_batch_size >= 1,
+        f"eval_batch_size must be at least 1, got {train.eval_batch_size}",
+    )
+    _require(
+        train.lr > 0 and train.lr == train.lr, f"--lr must be a positive number, got {train.lr}"
+    )
+    _require(
+        train.memory_size >= 0,
+        f"--memory-size must be 0 or more stored samples, got {train.memory_size}",
+    )
+    _require(
+        all(width >= 1 for width in train.hidden),
+        f"hidden layer widths must be at least 1, got {train.hidden}",
+    )
+    _require(bool(config.agents), "--agents needs at least one agent name")
+    _require(
+        len(set(config.agents)) == len(config.agents),
+        f"--agents lists a name twice: {','.join(config.agents)}",
+    )
+    _require(bool(config.seeds), "--seeds needs at least one seed, e.g. --seeds 0,1,2")
+    _require(
+        len(set(config.seeds)) == len(config.seeds),
+        f"--seeds lists a seed twice: {','.join(map(str, config.seeds))}",
+    )
+    _require(
+        all(seed >= 0 for seed in config.seeds),
+        f"--seeds must be non-negative integers, got {config.seeds}",
+    )
+    _require(
+        config.device in DEVICES,
+        f"--device must be one of {', '.join(DEVICES)}, got {config.device!r}",
+    )
+    _require(
+        config.executor in EXECUTORS,
+        f"--executor must be one of {', '.join(EXECUTORS)}, got {config.executor!r}",
+    )
+    _require(
+        config.workers is None or config.workers >= 1,
+        f"--workers must be at least 1, got {config.workers}",
+    )
+    _require(config.threads >= 1, f"--threads must be at least 1, got {config.threads}")
+    return config
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ConfigError(message)
+
+
+def config_to_dict(config: RunConfig) -> dict[str, Any]:
+    """The config as JSON-ready plain data (tuples become lists)."""
+    data: dict[str, Any] = json.loads(json.dumps(asdict(config)))
+    return data
+
+
+def config_from_dict(data: Mapping[str, Any], base: RunConfig | None = None) -> RunConfig:
+    """Build a config from nested plain data, over ``base`` (defaults if ``None``).
+
+    Raises:
+        ConfigError: If a key is unknown (the message lists the valid ones) or a value
+            has the wrong type.
+    """
+    base = base or RunConfig()
+    _reject_unknown(data, RunConfig, "config")
+    updates: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "stream":
+            updates[key] = _nested(value, base.stream, "stream")
+        elif key == "train":
+            updates[key] = _nested(value, base.train, "train")
+        elif key == "agents":
+            updates[key] = _as_tuple(value, key)
+        elif key == "seeds":
+            updates[key] = parse_seeds(value)
+        else:
+            updates[key] = value
+    try:
+        return replace(base, **updates)
+    except TypeError as error:
+        raise ConfigError(f"invalid config: {error}") from error
+
+
+def load_config_file(path: Path, base: RunConfig | None = None) -> RunConfig:
+    """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) config file over ``base``.
+
+    Raises:
+        ConfigError: If the file is missing, unreadable, of another format, or invalid.
+    """
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist; check the path")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        elif path.suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            raise ConfigError(f"config file {str(path)!r} must end in .yaml, .yml or .toml")
+    except (yaml.YAMLError, tomllib.TOMLDecodeError) as error:
+        detail = str(error).splitlines()[0]
+        raise ConfigError(f"config file {str(path)!r} is not valid: {detail}") from error
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"config file {str(path)!r} must hold a mapping of settings")
+    return config_from_dict(data, base)
+
+
+def _nested(value: Any, base: Any, name: str) -> Any:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"config key {name!r} must be a mapping, got {value!r}")
+    _reject_unknown(value, type(base), name)
+    cleaned = {
+        key: _as_tuple(item, f"{name}.{key}") if key == "hidden" else item
+        for key, item in value.items()
+    }
+    return replace(base, **cleaned)
+
+
+def _reject_unknown(data: Mapping[str, Any], cls: type, where: str) -> None:
+    valid = [f.name for f in fields(cls)]
+    unknown = sorted(set(data) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"unknown {where} key(s) {', '.join(unknown)}; valid keys: {', '.join(valid)}"
+        )
+
+
+def parse_seeds(value: Any) -> tuple[int, ...]:
+    """Read seeds from ``"0,1,2"``, a list, or one integer.
+
+    Raises:
+        ConfigError: If a seed is not a non-negative integer.
+    """
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    seeds = []
+    for item in items:
+        text = str(item).strip()
+        if isinstance(item, bool) or not text.isdigit():
+            raise ConfigError(
+                f"--seeds must be non-negative integers separated by commas, got {text!r}"
+                " (e.g. --seeds 0,1,2)"
+            )
+        seeds.append(int(text))
+    return tuple(seeds)
+
+
+def _as_tuple(value: Any, name: str) -> tuple[Any, ...]:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    if isinstance(value, list | tuple):
+        return tuple(value)
+    raise ConfigError(f"config key {name!r} must be a list, got {value!r}")

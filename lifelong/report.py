@@ -1,0 +1,605 @@
+"""The outputs of a benchmark invocation: summary statistics, tables, files and plots.
+
+Everything here works from one results dict of a fixed form::
+
+    {
+        "stream": str,                  # stream name
+        "scenario": str,                # class-, task- or domain-incremental
+        "config": {...},                # the resolved configuration
+        "runs": [                       # one per (agent, seed)
+            {"agent": str, "seed": int,
+             "accuracy_matrix": [[...], ...],   # R, (T + 1) x T, fractions in [0, 1]
+             "acc": float, "bwt": float, "fwt": float, "forgetting": float,
+             "wall_time_s": float,
+             ...},                      # more keys allowed, e.g. "avalanche_bwt"
+        ],
+        "summary": [...],               # summarize_runs(runs)
+    }
+
+Accuracies and transfers are stored as fractions and shown in tables as percentages (points
+for BWT, FWT and forgetting) with one decimal, labelled ``(%)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import enum
+import json
+import math
+import numbers
+import os
+import re
+from collections.abc import Mapping, Sequence
+from io import StringIO
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from lifelong.io import atomic_path, atomic_write_text
+from lifelong.metrics import as_accuracy_matrix
+
+__all__ = [
+    "REQUIRED_RESULT_KEYS",
+    "REQUIRED_RUN_KEYS",
+    "SUMMARY_KEYS",
+    "format_summary_table",
+    "summarize_runs",
+    "summary_markdown",
+    "validate_results",
+    "write_outputs",
+]
+
+REQUIRED_RESULT_KEYS = ("stream", "scenario", "config", "runs", "summary")
+"""Top-level keys every results dict must have."""
+
+REQUIRED_RUN_KEYS = (
+    "agent",
+    "seed",
+    "accuracy_matrix",
+    "acc",
+    "bwt",
+    "fwt",
+    "forgetting",
+    "wall_time_s",
+)
+"""Keys every run must have; runs may carry more."""
+
+_RUN_METRICS = ("acc", "bwt", "fwt", "forgetting")
+
+SUMMARY_KEYS = (
+    "agent",
+    "n_seeds",
+    "acc_mean",
+    "acc_std",
+    "bwt_mean",
+    "bwt_std",
+    "fwt_mean",
+    "fwt_std",
+    "forgetting_mean",
+    "forgetting_std",
+    "wall_time_s_mean",
+)
+"""Keys every summary row has, in order; ``{key}_mean`` of each ``avalanche_*`` run key
+present follows them."""
+
+_AVALANCHE_PREFIX = "avalanche_"
+
+METRIC_NOTE = (
+    "Metrics of the accuracy matrix R (row 0 before training, row i after task i): "
+    "ACC = mean final accuracy over tasks; BWT = mean over j<T of R[T][j] − R[j][j]; "
+    "FWT = mean over j>1 of R[j−1][j] − R[0][j]; forgetting = mean over j<T of the drop "
+    "from task j's best accuracy to its final one (Chaudhry et al. 2018). "
+    "All in percent (points), mean ± sample std over seeds."
+)
+"""The one-line note under the markdown table."""
+
+_COLUMNS = ("Agent", "Seeds", "ACC (%)", "BWT (%)", "FWT (%)", "Forgetting (%)", "Time (s)")
+
+
+def summarize_runs(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Aggregate runs over seeds, one row per agent.
+
+    Args:
+        runs: Run records with at least ``agent``, ``seed``, ``acc``, ``bwt``, ``fwt``,
+            ``forgetting`` and ``wall_time_s``.
+
+    Returns:
+        One dict per agent, in order of the agent's first run, with the keys of
+        :data:`SUMMARY_KEYS`: ``n_seeds`` is the agent's number of runs; ``*_std`` is the
+        sample standard deviation (``ddof=1``) over them, 0.0 for a single run. Then, for
+        every ``avalanche_*`` key found in the agent's runs, ``{key}_mean``: its mean over the
+        runs that have it (peak RAM, for one, is only present when it was measured).
+
+    Raises:
+        ValueError: If ``runs`` is empty, a run lacks a key, a value is not a finite number,
+            or an agent has two runs with the same seed.
+    """
+    _validate_runs(runs, need_matrix=False)
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault(run["agent"], []).append(run)
+
+    summary: list[dict[str, Any]] = []
+    for agent, agent_runs in groups.items():
+        row: dict[str, Any] = {"agent": agent, "n_seeds": len(agent_runs)}
+        for name in _RUN_METRICS:
+            values = [float(run[name]) for run in agent_runs]
+            row[f"{name}_mean"] = _mean(values)
+            row[f"{name}_std"] = _sample_std(values)
+        row["wall_time_s_mean"] = _mean([float(run["wall_time_s"]) for run in agent_runs])
+        for key in _avalanche_keys(agent_runs):
+            row[f"{key}_mean"] = _mean([float(run[key]) for run in agent_runs if key in run])
+        summary.append(row)
+    return summary
+
+
+def format_summary_table(summary: Sequence[Mapping[str, Any]]) -> str:
+    """Render summary rows as an aligned plain-text table for the terminal.
+
+    Args:
+        summary: Rows as returned by :func:`summarize_runs`.
+
+    Returns:
+        The table, one line per agent under a header and a rule, without a final newline.
+        Accuracy columns are percentages with one decimal, as ``mean ± std`` (just the mean
+        for a single seed); the time column is the mean wall time in seconds.
+
+    Raises:
+        ValueError: If a row lacks a key of :data:`SUMMARY_KEYS`.
+    """
+    rows = [_table_cells(row) for row in _validate_summary(summary)]
+    widths = [max(len(cells[k]) for cells in [list(_COLUMNS), *rows]) for k in range(len(_COLUMNS))]
+
+    def line(cells: Sequence[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = [cell.rjust(width) for cell, width in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join([first, *rest]).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return "\n".join([line(_COLUMNS), rule, *(line(cells) for cells in rows)])
+
+
+def summary_markdown(results: Mapping[str, Any]) -> str:
+    """Render the results as a markdown summary: heading, seeds, table and metric note.
+
+    Args:
+        results: A results dict (see the module docstring).
+
+    Returns:
+        Markdown text ending in a newline.
+
+    Raises:
+        ValueError: If ``results`` is malformed (see :func:`validate_results`).
+    """
+    validate_results(results)
+    runs = results["runs"]
+    seeds = sorted({int(run["seed"]) for run in runs})
+    n_tasks = len(runs[0]["accuracy_matrix"][0])
+    header = "| " + " | ".join(_COLUMNS) + " |"
+    align = "|" + "|".join([":---", *["---:"] * (len(_COLUMNS) - 1)]) + "|"
+    body = [
+        "| " + " | ".join(cell.replace("|", "\\|") for cell in _table_cells(row)) + " |"
+        for row in results["summary"]
+    ]
+    lines = [
+        f"# {results['stream']} ({results['scenario']})",
+        "",
+        f"{n_tasks} tasks; seeds {', '.join(str(s) for s in seeds)}; {len(runs)} runs.",
+        "",
+        header,
+        align,
+        *body,
+        "",
+        METRIC_NOTE,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_outputs(results: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+    """Write every output file of a benchmark invocation into ``out_dir``.
+
+    All inputs are validated and serialised before the first file is written, and each file
+    is written atomically, so a failure never leaves a torn file (an earlier file of the same
+    name stays as it was). Files:
+
+    - ``results.json``: the results dict, indented by 2.
+    - ``config.json``: ``results["config"]`` alone.
+    - ``accuracy_matrix__{agent}__seed{seed}.csv``: R of each run, header
+      ``after_task,task_1,...,task_T``, first column 0 (before training) then 1..T. Characters
+      of the agent name other than letters, digits, ``.``, ``_`` and ``-`` become ``_``.
+    - ``summary.md``: :func:`summary_markdown`.
+    - ``summary.csv``: ``results["summary"]``, one row per agent, full precision.
+    - ``forgetting_curves.png``: per agent, the seed-mean accuracy on each task after each
+      training step, with a ±1 std band over seeds.
+    - ``accuracy_matrix.png``: per agent, the seed-mean R as a heatmap.
+
+    Args:
+        results: A results dict (see the module docstring).
+        out_dir: Output folder; created if missing.
+
+    Returns:
+        File name -> path of every file written.
+
+    Raises:
+        ValueError: If ``results`` is malformed (see :func:`validate_results`) or holds a
+            value JSON cannot represent.
+    """
+    validate_results(results)
+    runs = results["runs"]
+    texts: dict[str, str] = {
+        "results.json": _to_json(results, "results"),
+        "config.json": _to_json(results["config"], "config"),
+    }
+    for run in runs:
+        texts[_matrix_csv_name(run["agent"], run["seed"])] = _matrix_csv(run["accuracy_matrix"])
+    texts["summary.md"] = summary_markdown(results)
+    texts["summary.csv"] = _summary_csv(results["summary"])
+
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for name, text in texts.items():
+        atomic_write_text(folder / name, text)
+        written[name] = folder / name
+
+    stats = _seed_stats(runs)
+    for name, draw in (
+        ("forgetting_curves.png", _draw_forgetting_curves),
+        ("accuracy_matrix.png", _draw_accuracy_matrices),
+    ):
+        figure = draw(stats)
+        with atomic_path(folder / name) as tmp:
+            figure.savefig(tmp, format="png", dpi=110)
+        written[name] = folder / name
+    return written
+
+
+def validate_results(results: Mapping[str, Any]) -> None:
+    """Check a results dict against the fixed form of the module docstring.
+
+    Args:
+        results: The dict to check.
+
+    Raises:
+        ValueError: Naming the first problem found: a missing key, a value of the wrong type,
+            an invalid accuracy matrix, runs with different numbers of tasks, a duplicate
+            (agent, seed), two agents whose file names collide, or a malformed summary row.
+    """
+    if not isinstance(results, Mapping):
+        raise ValueError(f"results must be a dict, got {type(results).__name__}")
+    for key in REQUIRED_RESULT_KEYS:
+        if key not in results:
+            raise ValueError(
+                f"results is missing the key {key!r}; it needs {list(REQUIRED_RESULT_KEYS)}"
+            )
+    for key in ("stream", "scenario"):
+        if not isinstance(results[key], str) or not results[key]:
+            raise ValueError(f"results[{key!r}] is {results[key]!r}; it must be a non-empty str")
+    if not isinstance(results["config"], Mapping):
+        raise ValueError(
+            f"results['config'] is a {type(results['config']).__name__}; it must be a dict "
+            f"(convert a config dataclass with dataclasses.asdict)"
+        )
+    _validate_runs(results["runs"], need_matrix=True)
+    _validate_summary(results["summary"])
+
+
+def _validate_runs(runs: Any, *, need_matrix: bool) -> None:
+    if isinstance(runs, str | bytes) or not isinstance(runs, Sequence) or not runs:
+        raise ValueError(f"runs must be a non-empty list of run dicts, got {runs!r:.80}")
+    seen: set[tuple[str, int]] = set()
+    file_names: dict[str, str] = {}
+    shape: tuple[int, ...] | None = None
+    required = (
+        REQUIRED_RUN_KEYS
+        if need_matrix
+        else tuple(k for k in REQUIRED_RUN_KEYS if k != "accuracy_matrix")
+    )
+    for index, run in enumerate(runs):
+        where = f"runs[{index}]"
+        if not isinstance(run, Mapping):
+            raise ValueError(f"{where} is a {type(run).__name__}; it must be a dict")
+        for key in required:
+            if key not in run:
+                raise ValueError(f"{where} is missing the key {key!r}; runs need {list(required)}")
+        agent, seed = run["agent"], run["seed"]
+        if not isinstance(agent, str) or not agent:
+            raise ValueError(f"{where}['agent'] is {agent!r}; it must be a non-empty str")
+        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+            raise ValueError(f"{where}['seed'] is {seed!r}; it must be an int")
+        where = f"{where} (agent {agent!r}, seed {seed})"
+        if (agent, int(seed)) in seen:
+            raise ValueError(f"{where} repeats an (agent, seed) pair; each must run once")
+        seen.add((agent, int(seed)))
+        for key in (*_RUN_METRICS, "wall_time_s"):
+            _check_number(run[key], f"{where}[{key!r}]")
+        if run["wall_time_s"] < 0:
+            raise ValueError(f"{where}['wall_time_s'] is {run['wall_time_s']!r}; it must be >= 0")
+        for key in run:
+            if isinstance(key, str) and key.startswith(_AVALANCHE_PREFIX):
+                _check_number(run[key], f"{where}[{key!r}]")
+        if not need_matrix:
+            continue
+        try:
+            matrix = as_accuracy_matrix(run["accuracy_matrix"])
+        except ValueError as err:
+            raise ValueError(f"{where}['accuracy_matrix']: {err}") from err
+        if shape is not None and matrix.shape != shape:
+            raise ValueError(
+                f"{where}['accuracy_matrix'] has shape {matrix.shape} but runs[0]'s has "
+                f"{shape}; all runs of one stream must see the same number of tasks"
+            )
+        shape = matrix.shape
+        name = _matrix_csv_name(agent, int(seed))
+        if file_names.setdefault(name, agent) != agent:
+            raise ValueError(
+                f"agents {file_names[name]!r} and {agent!r} map to the same file name {name!r}; "
+                f"rename one (letters, digits, '.', '_' and '-' are kept in file names)"
+            )
+
+
+def _validate_summary(summary: Any) -> Sequence[Mapping[str, Any]]:
+    if isinstance(summary, str | bytes) or not isinstance(summary, Sequence) or not summary:
+        raise ValueError(
+            f"summary must be a non-empty list of rows from summarize_runs(), got {summary!r:.80}"
+        )
+    for index, row in enumerate(summary):
+        if not isinstance(row, Mapping):
+            raise ValueError(f"summary[{index}] is a {type(row).__name__}; it must be a dict")
+        for key in SUMMARY_KEYS:
+            if key not in row:
+                raise ValueError(
+                    f"summary[{index}] is missing the key {key!r}; build the summary with "
+                    f"summarize_runs(runs)"
+                )
+        for key in SUMMARY_KEYS[2:]:
+            _check_number(row[key], f"summary[{index}][{key!r}]")
+    return summary
+
+
+def _check_number(value: Any, where: str) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(float(value))
+    ):
+        raise ValueError(f"{where} is {value!r}; it must be a finite number")
+
+
+def _avalanche_keys(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    keys: dict[str, None] = {}
+    for run in runs:
+        for key in run:
+            if isinstance(key, str) and key.startswith(_AVALANCHE_PREFIX):
+                keys.setdefault(key, None)
+    return list(keys)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return math.fsum(values) / len(values)
+
+
+def _sample_std(values: Sequence[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    return float(np.std(np.asarray(values, dtype=np.float64), ddof=1))
+
+
+def _table_cells(row: Mapping[str, Any]) -> list[str]:
+    single = int(row["n_seeds"]) < 2
+
+    def pct(name: str) -> str:
+        mean = 100.0 * float(row[f"{name}_mean"])
+        if single:
+            return f"{mean:.1f}"
+        return f"{mean:.1f} ± {100.0 * float(row[f'{name}_std']):.1f}"
+
+    return [
+        str(row["agent"]),
+        str(row["n_seeds"]),
+        *(pct(name) for name in _RUN_METRICS),
+        f"{float(row['wall_time_s_mean']):.1f}",
+    ]
+
+
+def _matrix_csv_name(agent: str, seed: int) -> str:
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", agent)
+    return f"accuracy_matrix__{safe}__seed{seed}.csv"
+
+
+def _matrix_csv(matrix_like: Any) -> str:
+    matrix = as_accuracy_matrix(matrix_like)
+    buffer = StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["after_task", *(f"task_{j}" for j in range(1, matrix.shape[1] + 1))])
+    for i, row in enumerate(matrix):
+        writer.writerow([i, *(repr(float(v)) for v in row)])
+    return buffer.getvalue()
+
+
+def _summary_csv(summary: Sequence[Mapping[str, Any]]) -> str:
+    columns: dict[str, None] = {}
+    for row in summary:
+        for key in row:
+            columns.setdefault(key, None)
+    buffer = StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n")
+    writer.writeheader()
+    for row in summary:
+        writer.writerow({k: repr(float(v)) if isinstance(v, float) else v for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def _to_json(value: Any, what: str) -> str:
+    try:
+        return json.dumps(value, indent=2, allow_nan=False, default=_json_default) + "\n"
+    except (TypeError, ValueError) as err:
+        where = _first_unjsonable(value, what) or what
+        raise ValueError(
+            f"{where} cannot be written as JSON: {err}; keep to dicts, lists, str, finite "
+            f"numbers, bool and None"
+        ) from err
+
+
+def _first_unjsonable(value: Any, where: str) -> str | None:
+    """Return the location of the first value JSON cannot hold, to name it in the error."""
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found = _first_unjsonable(item, f"{where}[{key!r}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = _first_unjsonable(item, f"{where}[{index}]")
+            if found:
+                return found
+        return None
+    if isinstance(value, str | bool | int) or value is None:
+        return None
+    if isinstance(value, float | np.floating):
+        return None if math.isfinite(value) else where
+    try:
+        converted = _json_default(value)
+    except TypeError:
+        return where
+    return _first_unjsonable(converted, where) if converted is not value else None
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.ndarray | np.generic):
+        return value.tolist()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.asdict(value)
+    raise TypeError(f"{type(value).__name__} {value!r:.80} is not JSON serialisable")
+
+
+@dataclasses.dataclass(frozen=True)
+class _AgentStats:
+    agent: str
+    n_seeds: int
+    mean: np.ndarray  # seed-mean R, (T + 1, T)
+    std: np.ndarray  # sample std over seeds (0 for one seed), (T + 1, T)
+
+
+def _seed_stats(runs: Sequence[Mapping[str, Any]]) -> list[_AgentStats]:
+    groups: dict[str, list[np.ndarray]] = {}
+    for run in runs:
+        groups.setdefault(run["agent"], []).append(as_accuracy_matrix(run["accuracy_matrix"]))
+    stats = []
+    for agent, matrices in groups.items():
+        stack = np.stack(matrices)
+        std = stack.std(axis=0, ddof=1) if len(matrices) > 1 else np.zeros_like(stack[0])
+        stats.append(_AgentStats(agent, len(matrices), stack.mean(axis=0), std))
+    return stats
+
+
+def _figure(n_panels: int, panel_size: tuple[float, float]) -> tuple[Figure, list[Any]]:
+    # A bare Figure on an Agg canvas: no pyplot, so no display, no global figure registry
+    # and no backend switch for the caller's process.
+    ncols = min(n_panels, 3)
+    nrows = math.ceil(n_panels / ncols)
+    figure = Figure(figsize=(panel_size[0] * ncols, panel_size[1] * nrows), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = list(figure.subplots(nrows, ncols, squeeze=False).flat)
+    for extra in axes[n_panels:]:
+        extra.set_visible(False)
+    return figure, axes[:n_panels]
+
+
+def _tick_stride(n: int) -> int:
+    return max(1, math.ceil(n / 20))
+
+
+def _draw_forgetting_curves(stats: Sequence[_AgentStats]) -> Figure:
+    n_tasks = stats[0].mean.shape[1]
+    figure, axes = _figure(len(stats), (5.0, 3.6))
+    colors = _task_colors(n_tasks)
+    steps = np.arange(n_tasks + 1)
+    for ax, agent in zip(axes, stats, strict=True):
+        for c in range(n_tasks):
+            learned = c + 1
+            mean, std = agent.mean[:, c], agent.std[:, c]
+            # Dashed before the task is learned (transfer from earlier tasks), solid after.
+            ax.plot(steps[: learned + 1], mean[: learned + 1], color=colors[c], ls="--", lw=1)
+            ax.plot(steps[learned:], mean[learned:], color=colors[c], lw=1.6, label=f"task {c + 1}")
+            ax.plot([learned], [mean[learned]], marker="o", ms=4, color=colors[c])
+            ax.axvline(learned, color=colors[c], ls=":", lw=0.8, alpha=0.35)
+            if agent.n_seeds > 1:
+                ax.fill_between(
+                    steps,
+                    np.clip(mean - std, 0, 1),
+                    np.clip(mean + std, 0, 1),
+                    color=colors[c],
+                    alpha=0.12,
+                    lw=0,
+                )
+        seeds = "seed" if agent.n_seeds == 1 else "seeds"
+        ax.set_title(f"{agent.agent} ({agent.n_seeds} {seeds})")
+        ax.set_xlabel("after training task")
+        ax.set_ylabel("accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlim(-0.15, n_tasks + 0.15)
+        ax.set_xticks(steps[:: _tick_stride(n_tasks + 1)])
+        ax.grid(alpha=0.25)
+    handles, labels = axes[0].get_legend_handles_labels()
+    figure.legend(
+        handles,
+        labels,
+        loc="outside right upper",
+        fontsize="small",
+        ncols=math.ceil(n_tasks / 15),
+        title="● learned; band ±1 std",
+        title_fontsize="small",
+    )
+    return figure
+
+
+def _draw_accuracy_matrices(stats: Sequence[_AgentStats]) -> Figure:
+    n_tasks = stats[0].mean.shape[1]
+    side = min(3.0 + 0.35 * n_tasks, 9.0)
+    figure, axes = _figure(len(stats), (side + 1.0, side))
+    image = None
+    for ax, agent in zip(axes, stats, strict=True):
+        image = ax.imshow(agent.mean, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
+        rows = np.arange(0, n_tasks + 1, _tick_stride(n_tasks + 1))
+        cols = np.arange(0, n_tasks, _tick_stride(n_tasks))
+        ax.set_yticks(rows, [str(i) for i in rows])
+        ax.set_xticks(cols, [str(j + 1) for j in cols])
+        ax.set_ylabel("after training task i")
+        ax.set_xlabel("test task j")
+        seeds = "seed" if agent.n_seeds == 1 else "seeds"
+        ax.set_title(f"{agent.agent} (mean of {agent.n_seeds} {seeds})")
+        if n_tasks <= 10:
+            for i in range(n_tasks + 1):
+                for j in range(n_tasks):
+                    value = agent.mean[i, j]
+                    ax.text(
+                        j,
+                        i,
+                        f"{value:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize="small",
+                        color="black" if value > 0.6 else "white",
+                    )
+    if image is not None:
+        figure.colorbar(image, ax=axes, label="accuracy", shrink=0.9)
+    return figure
+
+
+def _task_colors(n_tasks: int) -> list[Any]:
+    cmap = colormaps["tab10" if n_tasks <= 10 else "viridis"]
+    if n_tasks <= 10:
+        return [cmap(c) for c in range(n_tasks)]
+    return [cmap(c / max(n_tasks - 1, 1)) for c in range(n_tasks)]

@@ -1,0 +1,370 @@
+"""Contract tests for every registered agent, on tiny real streams built here from sklearn digits.
+
+Every agent in ``available_agents()`` trains for real on each scenario it claims, under the
+same evaluation protocol as a run (``eval_every=0``, one ``train`` call over the stream with
+the test stream as evaluation stream), and must give a complete, finite (T+1) x T accuracy
+matrix, learn the task it just trained, repeat itself under a fixed seed, and keep no more
+than ``memory_size`` samples. Agents registered later are tested the day they appear.
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import warnings
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pytest
+import torch
+from avalanche.benchmarks.scenarios import (
+    benchmark_from_datasets,
+    with_classes_timeline,
+    with_task_labels,
+)
+from avalanche.benchmarks.scenarios.generic_scenario import CLScenario
+from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset
+from avalanche.core import SupervisedPlugin
+from avalanche.evaluation.metrics import accuracy_metrics
+from avalanche.training.plugins import EvaluationPlugin, MIRPlugin
+from avalanche.training.templates.base import PositionalArgumentsDeprecatedWarning
+from sklearn.datasets import load_digits
+
+import lifelong.baselines  # noqa: F401  (registers the baselines)
+from lifelong.agents import (
+    AgentContext,
+    StreamFacts,
+    UnknownAgentError,
+    UnsupportedScenarioError,
+    available_agents,
+    get_agent,
+    make_agent,
+)
+from lifelong.baselines import (
+    BASELINE_HPARAMS,
+    SynapticIntelligencePenalty,
+    quiet_library_warnings,
+    stored_samples,
+)
+from lifelong.config import TrainConfig
+from lifelong.models import build_model
+from streams import Scenario
+
+N_TASKS = 3
+SPLIT_CLASSES = ((0, 1), (2, 3), (4, 5))
+# Five epochs: enough for every agent to learn each task (an epoch is 25 to 42 steps here).
+TRAIN = TrainConfig(
+    epochs=5, batch_size=10, eval_batch_size=256, lr=0.1, memory_size=60, hidden=(32, 32)
+)
+AGENTS = sorted(available_agents())
+PAIRS = [(a, s) for a in AGENTS for s in Scenario if s in get_agent(a).scenarios]
+REFUSED = [(a, s) for a in AGENTS for s in Scenario if s not in get_agent(a).scenarios]
+MEMORY_PAIRS = [(a, s) for a, s in PAIRS if get_agent(a).uses_memory]
+BASELINES = [a for a in AGENTS if get_agent(a).factory.__module__ == "lifelong.baselines"]
+
+
+# --- Streams -------------------------------------------------------------------------------
+
+
+@functools.cache
+def _digits() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    data = load_digits()
+    x = torch.tensor(data.data / 16.0, dtype=torch.float32)
+    y = torch.tensor(data.target, dtype=torch.long)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(0))
+    x, y = x[order], y[order]
+    n_train = int(0.7 * len(y))
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+
+
+def _dataset(x: torch.Tensor, y: torch.Tensor, task: int):
+    return _make_taskaware_tensor_classification_dataset(x, y, task_labels=task, targets=y.tolist())
+
+
+def build_stream(scenario: Scenario) -> tuple[CLScenario, StreamFacts]:
+    """A 3-task digits stream of the given scenario, with task labels attached.
+
+    Class- and task-incremental: classes (0, 1), (2, 3), (4, 5); task labels 0 for all, or
+    the task index. Domain-incremental: all ten classes, a disjoint third of the data per
+    task, pixels permuted by a fixed permutation per task (the first task unpermuted).
+    """
+    x_train, y_train, x_test, y_test = _digits()
+    train, test = [], []
+    if scenario is Scenario.DOMAIN_INCREMENTAL:
+        generator = torch.Generator().manual_seed(1)
+        for t in range(N_TASKS):
+            pixels = torch.arange(64) if t == 0 else torch.randperm(64, generator=generator)
+            tr = slice(t * len(y_train) // N_TASKS, (t + 1) * len(y_train) // N_TASKS)
+            te = slice(t * len(y_test) // N_TASKS, (t + 1) * len(y_test) // N_TASKS)
+            train.append(_dataset(x_train[tr][:, pixels], y_train[tr], 0))
+            test.append(_dataset(x_test[te][:, pixels], y_test[te], 0))
+        n_classes = 10
+    else:
+        for t, classes in enumerate(SPLIT_CLASSES):
+            label = t if scenario is Scenario.TASK_INCREMENTAL else 0
+            in_train = torch.isin(y_train, torch.tensor(classes))
+            in_test = torch.isin(y_test, torch.tensor(classes))
+            train.append(_dataset(x_train[in_train], y_train[in_train], label))
+            test.append(_dataset(x_test[in_test], y_test[in_test], label))
+        n_classes = 6
+    benchmark = with_task_labels(
+        with_classes_timeline(benchmark_from_datasets(train=train, test=test))
+    )
+    facts = StreamFacts(scenario=scenario, n_tasks=N_TASKS, n_classes=n_classes, input_shape=(64,))
+    return benchmark, facts
+
+
+def chance(scenario: Scenario) -> float:
+    """Accuracy of guessing among a task's classes."""
+    return 0.1 if scenario is Scenario.DOMAIN_INCREMENTAL else 0.5
+
+
+# --- Running an agent ------------------------------------------------------------------------
+
+
+class MemoryProbe(SupervisedPlugin):
+    """Records how many samples the strategy holds at every experience boundary."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.counts: list[int | None] = []
+
+    def _look(self, strategy) -> None:
+        self.counts.append(stored_samples(strategy))
+
+    def before_training_exp(self, strategy, **kwargs) -> None:
+        self._look(strategy)
+
+    def after_training_exp(self, strategy, **kwargs) -> None:
+        self._look(strategy)
+
+    def after_training(self, strategy, **kwargs) -> None:
+        self._look(strategy)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    matrix: np.ndarray
+    """R[i][j]: accuracy on task j after training tasks 1..i; row 0 before any training."""
+    stored: tuple[int | None, ...]
+    """``stored_samples`` at every experience boundary."""
+    shown_deprecations: tuple[str, ...]
+    """Deprecation notices Python's default warning filters would have shown in training."""
+
+
+def make_context(
+    scenario: Scenario, facts: StreamFacts, seed: int = 0, train: TrainConfig = TRAIN
+) -> tuple[AgentContext, EvaluationPlugin, MemoryProbe]:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+    model = build_model(scenario, facts.input_shape, facts.n_classes, train.hidden)
+    evaluator = EvaluationPlugin(accuracy_metrics(experience=True, stream=True), loggers=[])
+    probe = MemoryProbe()
+    context = AgentContext(
+        model=model,
+        train=train,
+        stream=facts,
+        device=torch.device("cpu"),
+        evaluator=evaluator,
+        plugins=(probe,),
+        seed=seed,
+    )
+    return context, evaluator, probe
+
+
+def accuracy_matrix(evaluator: EvaluationPlugin, n_tasks: int) -> np.ndarray:
+    metrics = evaluator.get_all_metrics()
+    columns = []
+    for j in range(n_tasks):
+        (key,) = [
+            k
+            for k in metrics
+            if k.startswith("Top1_Acc_Exp/eval_phase/test_stream/") and k.endswith(f"/Exp{j:03d}")
+        ]
+        columns.append(metrics[key][1])
+    return np.array(columns, dtype=float).T
+
+
+def run_agent(agent: str, scenario: Scenario, seed: int = 0) -> Outcome:
+    benchmark, facts = build_stream(scenario)
+    context, evaluator, probe = make_context(scenario, facts, seed)
+    with warnings.catch_warnings(record=True) as caught:
+        # What a user's terminal would show: Python's default filters, not pytest's.
+        warnings.resetwarnings()
+        warnings.simplefilter("default")
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=PendingDeprecationWarning)
+        strategy = make_agent(agent, context)
+        strategy.train(benchmark.train_stream, eval_streams=[benchmark.test_stream])
+    deprecations = tuple(
+        f"{w.category.__name__}: {w.message}"
+        for w in caught
+        if issubclass(w.category, (DeprecationWarning, PositionalArgumentsDeprecatedWarning))
+    )
+    return Outcome(accuracy_matrix(evaluator, facts.n_tasks), tuple(probe.counts), deprecations)
+
+
+@functools.cache
+def outcome(agent: str, scenario: Scenario) -> Outcome:
+    """One training run per agent and scenario, shared by the tests that inspect it."""
+    return run_agent(agent, scenario)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Tiny MLPs gain nothing from intra-op threads, and on a loaded 2-core machine the
+    second thread's spin-waiting made single runs up to 8x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# --- The contract ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("agent", "scenario"), PAIRS)
+def test_accuracy_matrix_is_complete_and_finite(agent, scenario):
+    matrix = outcome(agent, scenario).matrix
+    assert matrix.shape == (N_TASKS + 1, N_TASKS)
+    assert np.isfinite(matrix).all()
+    assert ((matrix >= 0) & (matrix <= 1)).all()
+
+
+@pytest.mark.parametrize(("agent", "scenario"), PAIRS)
+def test_learns_each_task_it_trains(agent, scenario):
+    matrix = outcome(agent, scenario).matrix
+    just_trained = [matrix[t + 1, t] for t in range(N_TASKS)]
+    assert just_trained[-1] > chance(scenario) + 0.2, just_trained
+    assert min(just_trained) > chance(scenario), just_trained
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_same_seed_gives_identical_accuracies(agent):
+    scenario = Scenario.CLASS_INCREMENTAL
+    if scenario not in get_agent(agent).scenarios:
+        scenario = min(get_agent(agent).scenarios)
+    again = run_agent(agent, scenario)
+    np.testing.assert_array_equal(again.matrix, outcome(agent, scenario).matrix)
+
+
+@pytest.mark.parametrize(("agent", "scenario"), MEMORY_PAIRS)
+def test_memory_agents_stay_within_the_budget(agent, scenario):
+    counts = outcome(agent, scenario).stored
+    assert None not in counts, (
+        f"agent {agent!r} declares uses_memory but exposes no memory to count; "
+        "give its strategy a stored_samples() method"
+    )
+    assert max(counts) <= TRAIN.memory_size, counts
+    assert max(counts) > 0, "the memory was never filled"
+
+
+@pytest.mark.parametrize("agent", BASELINES)
+def test_baselines_show_no_deprecation_warnings(agent):
+    scenario = min(get_agent(agent).scenarios)
+    assert outcome(agent, scenario).shown_deprecations == ()
+
+
+@pytest.mark.parametrize(("agent", "scenario"), REFUSED)
+def test_unsupported_scenario_is_refused_in_one_line(agent, scenario):
+    _, facts = build_stream(scenario)
+    context, _, _ = make_context(scenario, facts)
+    with pytest.raises(UnsupportedScenarioError) as error:
+        make_agent(agent, context)
+    message = str(error.value)
+    assert "\n" not in message
+    assert agent in message and scenario.value in message
+
+
+def test_unknown_agent_lists_the_valid_names():
+    _, facts = build_stream(Scenario.CLASS_INCREMENTAL)
+    context, _, _ = make_context(Scenario.CLASS_INCREMENTAL, facts)
+    with pytest.raises(UnknownAgentError) as error:
+        make_agent("no-such-agent", context)
+    message = str(error.value)
+    assert "no-such-agent" in message
+    assert all(name in message for name in AGENTS)
+
+
+@pytest.mark.parametrize("agent", ["gem", "agem"])
+def test_per_task_memory_needs_a_sample_per_task(agent):
+    _, facts = build_stream(Scenario.CLASS_INCREMENTAL)
+    small = replace(TRAIN, memory_size=N_TASKS - 1)
+    context, _, _ = make_context(Scenario.CLASS_INCREMENTAL, facts, train=small)
+    with pytest.raises(ValueError, match=rf"memory_size={N_TASKS - 1}.*n_tasks={N_TASKS}"):
+        make_agent(agent, context)
+
+
+@pytest.mark.parametrize("agent", [a for a in BASELINES if get_agent(a).uses_memory])
+def test_memory_baselines_refuse_an_empty_memory(agent):
+    scenario = min(get_agent(agent).scenarios)
+    _, facts = build_stream(scenario)
+    context, _, _ = make_context(scenario, facts, train=replace(TRAIN, memory_size=0))
+    with pytest.raises(ValueError, match="memory_size"):
+        make_agent(agent, context)
+
+
+def test_lamaml_starts_from_the_runs_initial_weights():
+    _, facts = build_stream(Scenario.CLASS_INCREMENTAL)
+    context, _, _ = make_context(Scenario.CLASS_INCREMENTAL, facts)
+    before = {k: v.clone() for k, v in context.model.state_dict().items()}
+    make_agent("lamaml", context)
+    after = context.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def train_first_experiences(agent: str, n: int):
+    benchmark, facts = build_stream(Scenario.CLASS_INCREMENTAL)
+    context, _, _ = make_context(Scenario.CLASS_INCREMENTAL, facts)
+    strategy = make_agent(agent, context)
+    strategy.train(list(benchmark.train_stream)[:n], eval_streams=[])
+    return strategy
+
+
+def test_synaptic_intelligence_penalises_moving_important_weights():
+    strategy = train_first_experiences("si", 1)
+    (si,) = [p for p in strategy.plugins if isinstance(p, SynapticIntelligencePenalty)]
+    importance = torch.cat([v.flatten() for v in si.importance.values()])
+    assert importance.sum() > 0
+
+    def penalty() -> float:
+        strategy.loss = torch.zeros(())
+        si.before_backward(strategy)
+        return float(strategy.loss)
+
+    assert penalty() == 0.0  # the weights sit at the anchor after the task
+    with torch.no_grad():
+        for param in strategy.model.parameters():
+            param.add_(0.1 * torch.randn_like(param))
+    assert penalty() > 0.0
+
+
+def test_mir_retrieves_from_the_task_it_just_finished():
+    strategy = train_first_experiences("mir", 2)
+    (mir,) = [p for p in strategy.plugins if isinstance(p, MIRPlugin)]
+    _, labels, _ = next(mir.replay_loader)
+    assert set(labels.tolist()) & set(SPLIT_CLASSES[1])
+    assert set(labels.tolist()) <= set(SPLIT_CLASSES[0] + SPLIT_CLASSES[1])
+
+
+def test_every_hyperparameter_set_belongs_to_a_registered_agent():
+    assert set(BASELINE_HPARAMS) <= set(AGENTS)
+
+
+def test_quiet_library_warnings_hides_only_avalanche_deprecations():
+    filters_before = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with quiet_library_warnings():
+            for category, module in [
+                (DeprecationWarning, "avalanche.training.plugins.replay"),
+                (FutureWarning, "avalanche.benchmarks"),
+                (DeprecationWarning, "user_code"),
+                (UserWarning, "avalanche.training.plugins.evaluation"),
+                (RuntimeWarning, "torch.nn"),
+            ]:
+                warnings.warn_explicit("notice", category, "file.py", 1, module=module)
+    shown = [w.category for w in caught]
+    assert shown == [DeprecationWarning, UserWarning, RuntimeWarning]
+    assert warnings.filters == filters_before

@@ -1,0 +1,167 @@
+"""The command line: one real subprocess run, and bad input handled in one line."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from lifelong.cli import main
+
+REPO = Path(__file__).resolve().parents[1]
+
+EXTERNAL_STREAM = textwrap.dedent(
+    """
+    import torch
+    from streams import Scenario, tensor_stream
+
+    def two_blobs(spec):
+        generator = torch.Generator().manual_seed(spec.seed)
+        def task(t):
+            x = torch.randn(40, 5, generator=generator) + 3.0 * t
+            y = torch.arange(40) % 2 + 2 * t
+            return x, y
+        tasks = [task(t) for t in range(spec.n_tasks or 2)]
+        return tensor_stream(
+            "two-blobs", Scenario.CLASS_INCREMENTAL, tasks, tasks, n_classes=2 * len(tasks)
+        )
+    """
+)
+
+
+def _cli(*args: str, env: dict | None = None, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(REPO / "run_stream.py"), *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_cli_runs_a_benchmark_and_writes_results(tmp_path):
+    out = tmp_path / "out"
+    done = _cli(
+        "--stream",
+        "split-digits",
+        "--agents",
+        "naive,replay",
+        "--seeds",
+        "0",
+        "--n-tasks",
+        "2",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert done.returncode == 0, done.stderr
+    assert "naive" in done.stdout and "replay" in done.stdout
+    results = json.loads((out / "results.json").read_text())
+    assert [r["agent"] for r in results["runs"]] == ["naive", "replay"]
+    assert "Traceback" not in done.stderr
+
+
+def test_a_stream_from_a_file_outside_the_package(tmp_path):
+    stream_file = tmp_path / "my_streams.py"
+    stream_file.write_text(EXTERNAL_STREAM)
+    out = tmp_path / "out"
+    code = main(
+        [
+            "--stream",
+            f"{stream_file}:two_blobs",
+            "--agents",
+            "naive",
+            "--seeds",
+            "0",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
+    assert code == 0
+    assert json.loads((out / "results.json").read_text())["stream"] == "two-blobs"
+
+
+def test_a_stream_from_an_installed_entry_point(tmp_path):
+    # A real distribution on sys.path: importlib.metadata finds its entry point.
+    (tmp_path / "blob_streams.py").write_text(EXTERNAL_STREAM)
+    dist_info = tmp_path / "blob_streams-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: blob-streams\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text(
+        "[lifelong.streams]\nblobs = blob_streams:two_blobs\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    listed = _cli("--list", env=env)
+    assert "blobs" in listed.stdout
+    done = _cli(
+        "--stream",
+        "blobs",
+        "--agents",
+        "naive",
+        "--seeds",
+        "0",
+        "--out",
+        str(tmp_path / "out"),
+        "--quiet",
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_list_names_streams_and_agents(capsys):
+    assert main(["--list"]) == 0
+    text = capsys.readouterr().out
+    for name in ("split-digits", "rotated-mnist", "naive", "gem", "lamaml"):
+        assert name in text
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--stream", "nope"], "unknown stream 'nope'; choose one of: .*split-digits"),
+        (["--agents", "naive,nope"], "unknown agent 'nope'; choose from: .*replay"),
+        (["--n-tasks", "0"], "--n-tasks must be at least 1, got 0"),
+        (["--memory-size", "-1"], "--memory-size must be 0 or more"),
+        (["--seeds", "x"], "--seeds must be non-negative integers"),
+        (
+            ["--stream", "rotated-mnist", "--data-root", "/no/such/folder"],
+            "rotated-mnist.*/no/such/folder.*--data-root",
+        ),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_2(args, expected, capsys, tmp_path):
+    code = main([*args, "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1
+    assert err.startswith("error: ")
+    assert re.search(expected, err), err
+    assert not (tmp_path / "out").exists()
+
+
+def test_bad_input_exit_code_from_a_real_process(tmp_path):
+    done = _cli("--stream", "nope", "--out", str(tmp_path / "out"))
+    assert done.returncode == 2
+    assert done.stderr.strip().startswith("error: unknown stream 'nope'")
+    assert "Traceback" not in done.stderr
+
+
+def test_flags_override_the_config_file(tmp_path, capsys):
+    config_file = tmp_path / "run.yaml"
+    config_file.write_text(
+        "agents: [naive]\nseeds: [0]\nstream:\n  name: split-digits\n"
+        "  n_tasks: 2\ntrain:\n  memory_size: 10\n"
+    )
+    out = tmp_path / "out"
+    code = main(["--config", str(config_file), "--memory-size", "20", "--out", str(out), "--quiet"])
+    assert code == 0
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["train"]["memory_size"] == 20
+    assert saved["agents"] == ["naive"]

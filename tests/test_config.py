@@ -1,0 +1,100 @@
+from pathlib import Path
+
+import pytest
+
+from lifelong.config import (
+    ConfigError,
+    RunConfig,
+    TrainConfig,
+    config_from_dict,
+    config_to_dict,
+    load_config_file,
+    parse_seeds,
+    validate,
+)
+
+
+def test_defaults_are_valid_and_follow_the_gem_protocol():
+    config = validate(RunConfig())
+    assert config.train.epochs == 1
+    assert config.train.batch_size == 10
+    assert config.train.lr == 0.1
+    assert config.train.hidden == (100, 100)
+
+
+@pytest.mark.parametrize(
+    ("train", "message"),
+    [
+        (TrainConfig(epochs=0), "--epochs"),
+        (TrainConfig(batch_size=0), "--batch-size"),
+        (TrainConfig(lr=-1.0), "--lr"),
+        (TrainConfig(lr=float("nan")), "--lr"),
+        (TrainConfig(memory_size=-1), "--memory-size"),
+    ],
+)
+def test_invalid_training_numbers_name_the_flag(train, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(RunConfig(train=train))
+
+
+def test_invalid_run_settings_are_refused():
+    with pytest.raises(ConfigError, match="--seeds lists a seed twice"):
+        validate(RunConfig(seeds=(1, 1)))
+    with pytest.raises(ConfigError, match="--agents needs"):
+        validate(RunConfig(agents=()))
+    with pytest.raises(ConfigError, match="--device"):
+        validate(RunConfig(device="tpu"))
+
+
+@pytest.mark.parametrize("text", ["x", "0,x", "-1", "1.5", ""])
+def test_parse_seeds_refuses_non_integers(text):
+    with pytest.raises(ConfigError, match="--seeds"):
+        parse_seeds(text)
+
+
+def test_parse_seeds_reads_lists_and_strings():
+    assert parse_seeds("0, 1,2") == (0, 1, 2)
+    assert parse_seeds([3, 4]) == (3, 4)
+    assert parse_seeds(7) == (7,)
+
+
+def test_dict_round_trip_keeps_every_value():
+    config = RunConfig(agents=("naive", "gem"), seeds=(4,), train=TrainConfig(hidden=(50,)))
+    assert config_from_dict(config_to_dict(config)) == config
+
+
+def test_unknown_keys_list_the_valid_ones():
+    with pytest.raises(ConfigError, match="unknown train key.*valid keys: epochs"):
+        config_from_dict({"train": {"epoch": 3}})
+    with pytest.raises(ConfigError, match="unknown config key"):
+        config_from_dict({"streams": {}})
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".toml"])
+def test_config_files_in_yaml_and_toml(tmp_path: Path, suffix):
+    text = {
+        ".yaml": "agents: [naive, replay]\nseeds: [5]\ntrain:\n  memory_size: 64\n"
+        "stream:\n  name: split-digits\n  options: {classes_per_task: 2}\n",
+        ".toml": 'agents = ["naive", "replay"]\nseeds = [5]\n[train]\nmemory_size = 64\n'
+        '[stream]\nname = "split-digits"\n[stream.options]\nclasses_per_task = 2\n',
+    }[suffix]
+    path = tmp_path / f"run{suffix}"
+    path.write_text(text)
+    config = load_config_file(path)
+    assert config.agents == ("naive", "replay")
+    assert config.seeds == (5,)
+    assert config.train.memory_size == 64
+    assert config.stream.options == {"classes_per_task": 2}
+
+
+def test_bad_config_files_give_one_line(tmp_path: Path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config_file(tmp_path / "missing.yaml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("agents = [")
+    with pytest.raises(ConfigError, match="is not valid"):
+        load_config_file(broken)
+    other = tmp_path / "run.ini"
+    other.write_text("x")
+    with pytest.raises(ConfigError, match=r"\.yaml, \.yml or \.toml"):
+        load_config_file(other)
