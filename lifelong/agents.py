@@ -32,6 +32,10 @@ class UnsupportedScenarioError(ValueError):
     """The agent cannot run on the stream's scenario."""
 
 
+class MemoryBudgetError(ValueError):
+    """The shared ``memory_size`` is too small for an agent on this stream."""
+
+
 @dataclass(frozen=True)
 class StreamFacts:
     """What an agent may know about a stream before it starts: no data, no task ids."""

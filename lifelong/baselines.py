@@ -77,7 +77,7 @@ from avalanche.training.utils import cycle
 from torch import nn
 from torch.utils.data import DataLoader
 
-from lifelong.agents import ALL_SCENARIOS, AgentContext, register_agent
+from lifelong.agents import ALL_SCENARIOS, AgentContext, MemoryBudgetError, register_agent
 from streams import Scenario
 
 __all__ = [
@@ -515,7 +515,7 @@ def _common(
 def _memory_size(agent: str, context: AgentContext) -> int:
     size = context.train.memory_size
     if size < 1:
-        raise ValueError(
+        raise MemoryBudgetError(
             f"agent {agent!r} stores samples but memory_size is {size}; "
             "set memory_size to 1 or more, or pick an agent without memory"
         )
@@ -525,7 +525,7 @@ def _memory_size(agent: str, context: AgentContext) -> int:
 def _memory_per_task(agent: str, context: AgentContext) -> int:
     size, n_tasks = _memory_size(agent, context), context.stream.n_tasks
     if size < n_tasks:
-        raise ValueError(
+        raise MemoryBudgetError(
             f"agent {agent!r} splits memory_size={size} evenly over n_tasks={n_tasks} "
             f"tasks, which leaves no sample per task; set memory_size to {n_tasks} or more"
         )

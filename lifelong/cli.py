@@ -14,7 +14,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from lifelong.agents import UnknownAgentError, UnsupportedScenarioError, available_agents
+from lifelong.agents import (
+    MemoryBudgetError,
+    UnknownAgentError,
+    UnsupportedScenarioError,
+    available_agents,
+)
 from lifelong.config import (
     ConfigError,
     RunConfig,
@@ -31,6 +36,7 @@ _USER_ERRORS = (
     UnknownStreamError,
     UnknownAgentError,
     UnsupportedScenarioError,
+    MemoryBudgetError,
 )
 
 

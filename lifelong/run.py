@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 from avalanche.core import SupervisedPlugin
+from avalanche.training.plugins import EvaluationPlugin
+from avalanche.training.templates import SupervisedTemplate
 from tqdm import tqdm
 
 from lifelong.agents import (
@@ -83,6 +85,7 @@ def run(config: RunConfig, *, progress: bool = True) -> dict[str, Any]:
     # Building the first seed's stream up front checks the data before any training.
     stream = build_stream(config.stream, config.seeds[0])
     config = replace(config, agents=resolve_agents(config.agents, stream))
+    _preflight(config, stream)
     jobs = [Job(config, agent, seed) for seed in config.seeds for agent in config.agents]
     runs = _execute(jobs, config, stream.n_tasks, progress)
     results = {
@@ -112,21 +115,12 @@ def run_job(job: Job, on_experience: ProgressCallback | None = None) -> dict[str
         The run's record: agent, seed, accuracy matrix, ACC, BWT, FWT, forgetting,
         Avalanche's own values for comparison, and wall time.
     """
-    config = job.config
-    torch.set_num_threads(config.threads)
+    torch.set_num_threads(job.config.threads)
     seed_everything(job.seed)
-    stream = build_stream(config.stream, job.seed)
-    device = resolve_device(config.device)
-    facts = StreamFacts(stream.scenario, stream.n_tasks, stream.n_classes, stream.input_shape)
-    # The model is built right after seeding, so its initialisation depends on the seed only.
-    model = build_model(
-        stream.scenario, stream.input_shape, stream.n_classes, config.train.hidden
-    ).to(device)
-    evaluator = make_evaluator()
+    stream = build_stream(job.config.stream, job.seed)
     plugins = [_ProgressPlugin(on_experience)] if on_experience else []
-    context = AgentContext(model, config.train, facts, device, evaluator, plugins, job.seed)
     with quiet_library_warnings():
-        strategy = make_agent(job.agent, context)
+        strategy, evaluator = _build_strategy(job, stream, plugins)
         started = time.perf_counter()
         strategy.train(stream.benchmark.train_stream, eval_streams=[stream.benchmark.test_stream])
         wall_time = time.perf_counter() - started
@@ -139,6 +133,31 @@ def run_job(job: Job, on_experience: ProgressCallback | None = None) -> dict[str
         **avalanche_stream_metrics(evaluator),
         "wall_time_s": wall_time,
     }
+
+
+def _build_strategy(
+    job: Job, stream: TaskStream, plugins: Sequence[SupervisedPlugin]
+) -> tuple[SupervisedTemplate, EvaluationPlugin]:
+    """Build the job's model, evaluator and strategy; call right after seeding."""
+    config = job.config
+    device = resolve_device(config.device)
+    facts = StreamFacts(stream.scenario, stream.n_tasks, stream.n_classes, stream.input_shape)
+    model = build_model(
+        stream.scenario, stream.input_shape, stream.n_classes, config.train.hidden
+    ).to(device)
+    evaluator = make_evaluator()
+    context = AgentContext(model, config.train, facts, device, evaluator, plugins, job.seed)
+    return make_agent(job.agent, context), evaluator
+
+
+def _preflight(config: RunConfig, stream: TaskStream) -> None:
+    """Build every agent once, so that a setting it refuses fails before any training.
+
+    Jobs seed themselves when they start, so this costs no reproducibility.
+    """
+    with quiet_library_warnings():
+        for agent in config.agents:
+            _build_strategy(Job(config, agent, config.seeds[0]), stream, plugins=[])
 
 
 def resolve_agents(names: Sequence[str], stream: TaskStream) -> tuple[str, ...]:
@@ -265,16 +284,22 @@ def _execute_ray(jobs: list[Job], address: str | None, progress: bool) -> list[d
         raise ConfigError(
             "--executor ray needs Ray installed: pip install 'lifelong[ray]'"
         ) from error
+    # Shut down only a Ray instance this call started, not a cluster the caller runs.
+    started_here = not ray.is_initialized()
     ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
-    remote_job = ray.remote(run_job)
-    pending = {remote_job.remote(job): index for index, job in enumerate(jobs)}
-    results: list[dict[str, Any] | None] = [None] * len(jobs)
-    with _progress_bar(len(jobs), "runs", progress) as bar:
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            for reference in done:
-                results[pending.pop(reference)] = ray.get(reference)
-                bar.update(1)
+    try:
+        remote_job = ray.remote(run_job)
+        pending = {remote_job.remote(job): index for index, job in enumerate(jobs)}
+        results: list[dict[str, Any] | None] = [None] * len(jobs)
+        with _progress_bar(len(jobs), "runs", progress) as bar:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for reference in done:
+                    results[pending.pop(reference)] = ray.get(reference)
+                    bar.update(1)
+    finally:
+        if started_here:
+            ray.shutdown()
     return [result for result in results if result is not None]
 
 

@@ -130,6 +130,8 @@ def test_list_names_streams_and_agents(capsys):
         (["--n-tasks", "0"], "--n-tasks must be at least 1, got 0"),
         (["--memory-size", "-1"], "--memory-size must be 0 or more"),
         (["--seeds", "x"], "--seeds must be non-negative integers"),
+        (["--agents", "naive,replay", "--memory-size", "0"], "'replay' stores samples but"),
+        (["--agents", "gem", "--memory-size", "2"], "leaves no sample per task"),
         (
             ["--stream", "rotated-mnist", "--data-root", "/no/such/folder"],
             "rotated-mnist.*/no/such/folder.*--data-root",

@@ -92,6 +92,14 @@ def test_a_process_pool_gives_the_same_results_as_one_process(tiny_results, tmp_
     assert [_measured(r) for r in pooled["runs"]] == [_measured(r) for r in results["runs"]]
 
 
+@pytest.mark.slow
+def test_ray_gives_the_same_results_as_one_process(tiny_results, tmp_path):
+    pytest.importorskip("ray", reason="install the ray extra to test the ray executor")
+    results, _ = tiny_results
+    on_ray = run(replace(TINY, out=str(tmp_path), executor="ray"), progress=False)
+    assert [_measured(r) for r in on_ray["runs"]] == [_measured(r) for r in results["runs"]]
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("ray") is not None,
     reason="ray is installed here, so its absence cannot be tested",
