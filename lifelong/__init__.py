@@ -1,7 +1,9 @@
 """lifelong: continual learning with a task memory, benchmarked against Avalanche."""
 
-# Importing the baselines registers them in the agent registry.
+# Importing these modules registers the baselines and the project's agent.
+from lifelong import agent as _agent  # noqa: F401
 from lifelong import baselines as _baselines  # noqa: F401
+from lifelong.agent import LifelongAgent, LifelongConfig, LifelongStrategy
 from lifelong.agents import (
     AgentContext,
     AgentEntry,
@@ -26,6 +28,9 @@ __all__ = [
     "AgentContext",
     "AgentEntry",
     "ConfigError",
+    "LifelongAgent",
+    "LifelongConfig",
+    "LifelongStrategy",
     "RunConfig",
     "StreamConfig",
     "StreamFacts",

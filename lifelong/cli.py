@@ -55,7 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--agents",
-        help="comma-separated agent names, or 'all' (default naive,ewc,lwf,replay,der,er-ace)",
+        help="comma-separated agent names, or 'all' "
+        "(default naive,ewc,lwf,replay,der,er-ace,lifelong)",
     )
     add("--seeds", help="comma-separated seeds, one run per agent and seed (default 0,1,2)")
     add("--n-tasks", type=int, help="number of tasks (default: the stream's own)")

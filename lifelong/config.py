@@ -89,7 +89,7 @@ class RunConfig:
     """
 
     stream: StreamConfig = field(default_factory=StreamConfig)
-    agents: tuple[str, ...] = ("naive", "ewc", "lwf", "replay", "der", "er-ace")
+    agents: tuple[str, ...] = ("naive", "ewc", "lwf", "replay", "der", "er-ace", "lifelong")
     seeds: tuple[int, ...] = (0, 1, 2)
     train: TrainConfig = field(default_factory=TrainConfig)
     device: str = "auto"
