@@ -32,6 +32,7 @@ from lifelong.agents import (
     make_agent,
 )
 from lifelong.config import TrainConfig
+from lifelong.evaluation import accuracy_matrix_from_evaluator
 from lifelong.models import MLP, build_model
 from streams import Scenario, StreamSpec, make_stream
 
@@ -200,19 +201,6 @@ def _context(stream, seed: int = 0, train: TrainConfig = TRAIN):
     return context, evaluator
 
 
-def _matrix(evaluator, n_tasks: int) -> np.ndarray:
-    metrics = evaluator.get_all_metrics()
-    columns = []
-    for j in range(n_tasks):
-        (key,) = [
-            k
-            for k in metrics
-            if k.startswith("Top1_Acc_Exp/eval_phase/test_stream/") and k.endswith(f"/Exp{j:03d}")
-        ]
-        columns.append(metrics[key][1])
-    return np.array(columns, dtype=float).T
-
-
 def _run(config: LifelongConfig | None = None, seed: int = 0, n_tasks: int = 3):
     stream = _stream("split-digits", n_tasks)
     context, _ = _context(stream, seed)
@@ -231,7 +219,7 @@ def _full_run(seed: int = 0):
     context, evaluator = _context(stream, seed)
     strategy = make_agent("lifelong", context)
     strategy.train(stream.benchmark.train_stream, eval_streams=[stream.benchmark.test_stream])
-    return _matrix(evaluator, stream.n_tasks), strategy
+    return accuracy_matrix_from_evaluator(evaluator, stream.n_tasks), strategy
 
 
 def test_lifelong_is_registered_for_single_head_scenarios():

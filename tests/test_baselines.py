@@ -47,6 +47,7 @@ from lifelong.baselines import (
     stored_samples,
 )
 from lifelong.config import TrainConfig
+from lifelong.evaluation import accuracy_matrix_from_evaluator
 from lifelong.models import build_model
 from streams import Scenario
 
@@ -173,19 +174,6 @@ def make_context(
     return context, evaluator, probe
 
 
-def accuracy_matrix(evaluator: EvaluationPlugin, n_tasks: int) -> np.ndarray:
-    metrics = evaluator.get_all_metrics()
-    columns = []
-    for j in range(n_tasks):
-        (key,) = [
-            k
-            for k in metrics
-            if k.startswith("Top1_Acc_Exp/eval_phase/test_stream/") and k.endswith(f"/Exp{j:03d}")
-        ]
-        columns.append(metrics[key][1])
-    return np.array(columns, dtype=float).T
-
-
 def run_agent(agent: str, scenario: Scenario, seed: int = 0) -> Outcome:
     benchmark, facts = build_stream(scenario)
     context, evaluator, probe = make_context(scenario, facts, seed)
@@ -202,7 +190,8 @@ def run_agent(agent: str, scenario: Scenario, seed: int = 0) -> Outcome:
         for w in caught
         if issubclass(w.category, (DeprecationWarning, PositionalArgumentsDeprecatedWarning))
     )
-    return Outcome(accuracy_matrix(evaluator, facts.n_tasks), tuple(probe.counts), deprecations)
+    matrix = accuracy_matrix_from_evaluator(evaluator, facts.n_tasks)
+    return Outcome(matrix, tuple(probe.counts), deprecations)
 
 
 @functools.cache
