@@ -150,14 +150,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_from_args(args)
         # Imported here so that --help and --list stay fast.
         from lifelong.report import format_summary_table
-        from lifelong.run import output_dir, run
+        from lifelong.run import run
 
         results = run(config, progress=not args.quiet)
     except _USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(format_summary_table(results["summary"]))
-    print(f"results written to {output_dir(config, results['stream'])}")
+    print(f"results written to {results['config']['out']}")
     return 0
 
 

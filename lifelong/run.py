@@ -79,12 +79,15 @@ def run(config: RunConfig, *, progress: bool = True) -> dict[str, Any]:
         streams.StreamError: If the stream's data is missing or malformed.
         lifelong.agents.UnknownAgentError: On an unknown agent name.
         lifelong.agents.UnsupportedScenarioError: If an agent cannot run on the stream.
+        lifelong.agents.MemoryBudgetError: If ``memory_size`` is too small for an agent.
     """
     config = _absolute_stream_reference(validate(config))
     resolve_device(config.device)
     # Building the first seed's stream up front checks the data before any training.
     stream = build_stream(config.stream, config.seeds[0])
-    config = replace(config, agents=resolve_agents(config.agents, stream))
+    # Resolved once, so the saved config and the caller name the same folder.
+    out_dir = output_dir(config, stream.name)
+    config = replace(config, agents=resolve_agents(config.agents, stream), out=str(out_dir))
     _preflight(config, stream)
     jobs = [Job(config, agent, seed) for seed in config.seeds for agent in config.agents]
     runs = _execute(jobs, config, stream.n_tasks, progress)
@@ -94,13 +97,12 @@ def run(config: RunConfig, *, progress: bool = True) -> dict[str, Any]:
         "n_tasks": stream.n_tasks,
         "n_classes": stream.n_classes,
         "input_shape": list(stream.input_shape),
-        "task_identities": list(stream.task_identities),
         "config": config_to_dict(config),
         "environment": _environment(config.device),
         "runs": runs,
         "summary": summarize_runs(runs),
     }
-    write_outputs(results, output_dir(config, stream.name))
+    write_outputs(results, out_dir)
     return results
 
 
@@ -129,6 +131,8 @@ def run_job(job: Job, on_experience: ProgressCallback | None = None) -> dict[str
         "agent": job.agent,
         "seed": job.seed,
         "accuracy_matrix": matrix.tolist(),
+        # The seed can change which distribution each task comes from (recurring streams).
+        "task_identities": list(stream.task_identities),
         **summarize_matrix(matrix),
         **avalanche_stream_metrics(evaluator),
         "wall_time_s": wall_time,

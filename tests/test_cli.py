@@ -62,6 +62,7 @@ def test_cli_runs_a_benchmark_and_writes_results(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert "naive" in done.stdout and "replay" in done.stdout
+    assert f"results written to {out}" in done.stdout
     results = json.loads((out / "results.json").read_text())
     assert [r["agent"] for r in results["runs"]] == ["naive", "replay"]
     assert "Traceback" not in done.stderr

@@ -42,6 +42,7 @@ def test_results_have_the_documented_shape(tiny_results):
     for record in results["runs"]:
         matrix = record["accuracy_matrix"]
         assert len(matrix) == 4 and all(len(row) == 3 for row in matrix)
+        assert record["task_identities"] == [0, 1, 2]
         for key in ("acc", "bwt", "fwt", "forgetting", "wall_time_s"):
             assert math.isfinite(record[key]), key
     assert [row["agent"] for row in results["summary"]] == ["naive", "replay"]
@@ -63,6 +64,7 @@ def test_replay_forgets_less_than_naive(tiny_results):
 
 def test_every_output_file_is_written(tiny_results):
     results, out = tiny_results
+    assert results["config"]["out"] == str(out)
     for name in (
         "results.json",
         "config.json",
