@@ -30,6 +30,7 @@ from memory.index import (
     VectorIndex,
     get_index_kind,
     index_state_files,
+    normalise_rows,
     read_index_state,
 )
 from memory.persistence import (
@@ -321,6 +322,28 @@ class EpisodicMemory:
         )
         return self._take(chosen)
 
+    def stored(self) -> Samples:
+        """Every stored sample in slot order: row ``i`` is slot ``i`` (copies, not views)."""
+        return self._take(torch.arange(self._size))
+
+    def update_features(self, slots: Any, features: Any) -> None:
+        """Replace the features of stored samples, e.g. after the feature extractor changed.
+
+        Args:
+            slots: ``(m,)`` distinct slots in ``[0, len(self))``.
+            features: ``(m, feature_dim)`` finite features.
+
+        Raises:
+            RuntimeError: If the memory stores no features.
+            UnknownIdError: If a slot holds no sample.
+            ValueError: On a repeated slot, a wrong shape, or a NaN or infinite value.
+        """
+        if self._features is None:
+            raise RuntimeError(
+                "this memory stores no features; build it with feature_dim=... to update them"
+            )
+        self._features.update(slots, features)
+
     def nearest(self, features: Any, k: int) -> Neighbours:
         """The ``k`` stored samples whose features are closest to each query, best first.
 
@@ -542,6 +565,9 @@ class EpisodicMemory:
         matrix = as_vectors(features, self._feature_dim, "features")
         if matrix.shape[0] != batch:
             raise ValueError(f"got {matrix.shape[0]} feature rows for a batch of {batch}")
+        if self._metric == "cosine":
+            # Refuse zero rows now: the index would refuse them after the samples were written.
+            normalise_rows(matrix, "features")
         return matrix
 
     def _resolve_slots(self, slots: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray]:

@@ -302,23 +302,28 @@ def normalise_rows(vectors: FloatMatrix, name: str) -> FloatMatrix:
         ValueError: If a row has zero norm, where cosine similarity is undefined, or holds a NaN
             or infinite value.
     """
-    # Accumulate in float64: squares of large float32 values overflow float32, so a squared
-    # norm is non-finite exactly when its row holds a NaN or an infinity.
-    squares = np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64)
-    if squares.shape[0] == 1:  # a single query: Python floats are cheaper than numpy here
-        valid = 0.0 < float(squares[0]) < math.inf
-    else:
-        valid = bool(((squares > 0) & (squares < math.inf)).all())
-    if not valid:
+    squares = np.einsum("ij,ij->i", vectors, vectors)
+    if not _all_positive_finite(squares):
+        # float32 squares overflow above ~1e19 and underflow below ~1e-19: decide in float64,
+        # where a squared norm is non-finite exactly when its row holds a NaN or infinity.
+        squares = np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64)
         if not np.isfinite(squares).all():
             raise_non_finite(vectors, name)
-        row = int(np.flatnonzero(squares <= 0)[0])
-        raise ValueError(
-            f"{name} row {row} has zero norm; cosine similarity needs non-zero vectors "
-            "(use metric='l2' for vectors that may be zero)"
-        )
+        if not (squares > 0).all():
+            row = int(np.flatnonzero(squares <= 0)[0])
+            raise ValueError(
+                f"{name} row {row} has zero norm; cosine similarity needs non-zero vectors "
+                "(use metric='l2' for vectors that may be zero)"
+            )
+        return (vectors / np.sqrt(squares)[:, None]).astype(np.float32)
     scale = (1.0 / np.sqrt(squares)).astype(np.float32)
     return vectors * scale[:, None]
+
+
+def _all_positive_finite(values: np.ndarray) -> bool:
+    if values.shape[0] == 1:  # a single query: Python floats are cheaper than numpy here
+        return 0.0 < float(values[0]) < math.inf
+    return bool(((values > 0) & (values < math.inf)).all())
 
 
 def exact_search(

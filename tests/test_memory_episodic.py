@@ -155,6 +155,21 @@ def test_nearest_matches_brute_force_over_stored_features(metric):
     assert memory.nearest(queries[0], k=1000).slots.shape == (1, 200)
 
 
+def test_stored_returns_every_sample_by_slot_and_features_can_be_refreshed():
+    memory = EpisodicMemory(30, feature_dim=5, seed=0)
+    stream(memory, 5)
+    everything = memory.stored()
+    assert all(torch.equal(a, b) for a, b in zip(everything, stored(memory), strict=True))
+    fresh = torch.randn(30, 5)
+    memory.update_features(torch.arange(30), fresh)
+    found = memory.nearest(fresh, k=1)
+    assert torch.equal(found.slots[:, 0], torch.arange(30))
+    with pytest.raises(UnknownIdError, match="id 30 is not in this memory"):
+        memory.update_features([30], torch.ones(1, 5))
+    with pytest.raises(RuntimeError, match="stores no features"):
+        EpisodicMemory(3).update_features([0], torch.ones(1, 5))
+
+
 def _normalised(features: torch.Tensor, metric: str) -> torch.Tensor:
     return torch.nn.functional.normalize(features, dim=1) if metric == "cosine" else features
 
@@ -244,6 +259,10 @@ def test_bad_input_is_refused():
         memory.sample(1, {0: float("nan")})
     with pytest.raises(ValueError, match="are all zero"):
         memory.sample(1, {0: 0.0})
+    cosine = EpisodicMemory(10, feature_dim=3, metric="cosine")
+    with pytest.raises(ValueError, match="features row 1 has zero norm"):
+        cosine.add_batch(torch.zeros(2, 4), [0, 1], 0, torch.tensor([[1.0, 0, 0], [0, 0, 0]]))
+    assert len(cosine) == 0 and cosine.seen == 0 and len(cosine.features) == 0
     with pytest.raises(ValueError, match="features given, but this memory stores none"):
         EpisodicMemory(3).add_batch(torch.zeros(1, 2), [0], 0, torch.zeros(1, 2))
     with pytest.raises(ValueError, match="capacity must be a positive integer"):

@@ -149,6 +149,16 @@ def test_auto_moves_to_approximate_past_the_threshold_with_stable_ids():
     assert_matches_brute_force(sims, found, vectors[:200], ids[:200], queries, 10, "cosine")
 
 
+@pytest.mark.parametrize("scale", [1e-42, 1e-25, 1.0, 1e25, 1e37])
+def test_cosine_normalises_tiny_and_huge_vectors(scale):
+    direction = np.array([[3.0, 4.0, 0.0]])
+    index = VectorIndex(3, "cosine", "flat")
+    index.add([0], (direction * scale).astype(np.float32))
+    np.testing.assert_allclose(index.get_vectors([0]), [[0.6, 0.8, 0.0]], rtol=1e-2)
+    sims, ids = index.search((direction * scale).astype(np.float32), 1)
+    assert ids[0, 0] == 0 and sims[0, 0] == pytest.approx(1.0, rel=1e-2)
+
+
 def test_choose_kind_has_hysteresis():
     config = IndexConfig(exact_until=100)
     assert choose_kind(AUTO, 100, None, config, on_gpu=False) == "flat"
