@@ -355,20 +355,14 @@ class LifelongAgent:
         """Recompute the stored samples' trunk features with the current trunk.
 
         Samples of ``skip_task`` (just added) already carry current features.
-
-        ``EpisodicMemory`` exposes stored samples with their slots only through ``nearest``;
-        one query with ``k = len(memory)`` returns them all.
         """
-        size = len(self.episodic)
-        if size == 0:
+        if len(self.episodic) == 0:
             return
-        dim = self.episodic.feature_dim
-        assert dim is not None and self.episodic.features is not None
-        everything = self.episodic.nearest(torch.ones(dim), k=size)
-        stale = everything.task_id[0] != skip_task
+        stored = self.episodic.stored()
+        stale = stored.task_id != skip_task
         if not stale.any():
             return
+        slots = torch.nonzero(stale).reshape(-1)
         with torch.no_grad():
-            x = everything.x[0][stale].to(self._device())
-            feats = self._trunk(x).cpu()
-        self.episodic.features.update(everything.slots[0][stale].numpy(), feats.numpy())
+            feats = self._trunk(stored.x[stale].to(self._device())).cpu()
+        self.episodic.update_features(slots.numpy(), feats.numpy())
