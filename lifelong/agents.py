@@ -149,10 +149,29 @@ def make_agent(name: str, context: AgentContext) -> SupervisedTemplate:
         UnsupportedScenarioError: If the agent cannot run on the stream's scenario.
     """
     entry = get_agent(name)
-    if context.stream.scenario not in entry.scenarios:
-        supported = ", ".join(sorted(s.value for s in entry.scenarios))
-        raise UnsupportedScenarioError(
-            f"agent {name!r} cannot run on a {context.stream.scenario.value} stream; "
-            f"it supports: {supported}"
-        )
+    check_scenario(entry, context.stream.scenario)
     return entry.factory(context)
+
+
+def check_scenario(entry: AgentEntry, scenario: Scenario, stream_name: str | None = None) -> None:
+    """Refuse a scenario the agent does not support, in one line.
+
+    Args:
+        entry: The registered agent.
+        scenario: The stream's scenario.
+        stream_name: The stream's name, for the message; ``None`` says "a ... stream".
+
+    Raises:
+        UnsupportedScenarioError: If ``scenario`` is not among ``entry.scenarios``.
+    """
+    if scenario in entry.scenarios:
+        return
+    where = (
+        f"stream {stream_name!r} ({scenario.value})"
+        if stream_name is not None
+        else f"a {scenario.value} stream"
+    )
+    supported = ", ".join(sorted(s.value for s in entry.scenarios))
+    raise UnsupportedScenarioError(
+        f"agent {entry.name!r} cannot run on {where}; it supports: {supported}"
+    )

@@ -32,8 +32,8 @@ from tqdm import tqdm
 from lifelong.agents import (
     AgentContext,
     StreamFacts,
-    UnsupportedScenarioError,
     available_agents,
+    check_scenario,
     get_agent,
     make_agent,
 )
@@ -176,13 +176,7 @@ def resolve_agents(names: Sequence[str], stream: TaskStream) -> tuple[str, ...]:
             name for name, entry in available_agents().items() if stream.scenario in entry.scenarios
         )
     for name in names:
-        entry = get_agent(name)
-        if stream.scenario not in entry.scenarios:
-            supported = ", ".join(sorted(s.value for s in entry.scenarios))
-            raise UnsupportedScenarioError(
-                f"agent {name!r} cannot run on stream {stream.name!r} "
-                f"({stream.scenario.value}); it supports: {supported}"
-            )
+        check_scenario(get_agent(name), stream.scenario, stream.name)
     return tuple(names)
 
 
