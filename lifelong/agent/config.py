@@ -85,7 +85,7 @@ class LifelongConfig:
                 f"retrieved_share + nearest_share must be at most 1, got "
                 f"{self.retrieved_share} + {self.nearest_share}; lower one of them"
             )
-        for name in ("probe_samples", "probe_dim", "k", "replay_batch"):
+        for name in ("probe_dim", "k", "replay_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.probe_samples < 2:
