@@ -11,6 +11,7 @@ These are measurements on the stream's test data: report them, never tune on the
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
 
@@ -21,10 +22,10 @@ from lifelong.cli import main
 
 ABLATIONS: dict[str, LifelongConfig] = {
     "ll-no-retrieval": LifelongConfig(embed=False),
-    "ll-no-init": LifelongConfig(init_from_memory=False, imprint=False),
-    "ll-fixed-lrs": LifelongConfig(learn_lrs=False),
     "ll-uniform-replay": LifelongConfig(retrieved_share=0.0, nearest_share=0.0),
-    "ll-replay10": LifelongConfig(replay_batch=10),
+    "ll-fixed-lrs": LifelongConfig(learn_lrs=False),
+    "ll-no-distill": LifelongConfig(distill_weight=0.0),
+    "ll-one-step": LifelongConfig(steps_per_batch=1),
 }
 
 
@@ -39,11 +40,23 @@ def _register() -> None:
         )(factory)
 
 
-def run(argv: Sequence[str]) -> None:
-    """Register the ablations and run the CLI over ``lifelong`` and all of them."""
+def run(argv: Sequence[str]) -> int:
+    """Register the ablations and run the CLI over ``lifelong`` and them.
+
+    ``--variants a,b`` picks some of ``ABLATIONS`` (default: all); the other flags go to the
+    CLI.
+    """
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--variants", default=",".join(ABLATIONS))
+    known, flags = parser.parse_known_args(argv)
+    chosen = [name.strip() for name in known.variants.split(",") if name.strip()]
+    unknown = sorted(set(chosen) - set(ABLATIONS))
+    if unknown:
+        print(f"error: unknown variant(s) {unknown}; choose from {list(ABLATIONS)}")
+        return 2
     _register()
-    main(["--agents", ",".join(["lifelong", *ABLATIONS]), *argv])
+    return main(["--agents", ",".join(["lifelong", *chosen]), *flags])
 
 
 if __name__ == "__main__":
-    run(sys.argv[1:])
+    sys.exit(run(sys.argv[1:]))

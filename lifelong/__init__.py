@@ -1,5 +1,12 @@
 """lifelong: continual learning with a task memory, benchmarked against Avalanche."""
 
+import os
+
+# torch and faiss each load their own OpenMP runtime, whose idle threads spin by default and
+# starve each other's work on a small machine (memory/__init__.py has the measurement).
+# Passive waiting must be chosen before torch loads; a value the user set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 # Importing these modules registers the baselines and the project's agent.
 from lifelong import agent as _agent  # noqa: F401
 from lifelong import baselines as _baselines  # noqa: F401

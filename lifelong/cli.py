@@ -30,6 +30,8 @@ from lifelong.config import (
 from streams import StreamError, UnknownStreamError, available_streams
 
 EXIT_BAD_INPUT = 2
+# Flags that may come with --resume: where the remaining jobs run changes no result.
+_RESUME_FLAGS = frozenset({"resume", "quiet", "executor", "workers", "ray_address"})
 _USER_ERRORS = (
     ConfigError,
     StreamError,
@@ -62,7 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--n-tasks", type=int, help="number of tasks (default: the stream's own)")
     add("--epochs", type=int, help="passes over each task's training data (default 1)")
     add("--batch-size", type=int, help="training mini-batch size (default 10)")
-    add("--lr", type=float, help="SGD learning rate (default 0.1)")
+    add(
+        "--lr",
+        type=float,
+        help="SGD learning rate (default 0.1); a baseline whose published setting pairs its "
+        "hyperparameters with another rate keeps that rate (see lifelong/baselines.py)",
+    )
     add(
         "--memory-size",
         type=int,
@@ -81,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="stream-specific option, repeatable (e.g. classes_per_task=2)",
     )
+    add(
+        "--validation-fraction",
+        type=float,
+        help="hold out this share of every task's training data and evaluate on it instead "
+        "of the test split, for choosing hyperparameters (default 0: evaluate on test)",
+    )
     add("--out", help="output folder (default runs/<stream>__<time>)")
     add("--device", choices=("auto", "cpu", "cuda"), help="where to train (default auto)")
     add(
@@ -94,6 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("--config", type=Path, help="YAML or TOML file with settings; flags override it")
     add("--list", action="store_true", help="list streams and agents, then exit")
     add("--quiet", action="store_true", help="no progress bar")
+    add(
+        "--resume",
+        type=Path,
+        metavar="DIR",
+        help="finish the stopped run whose output folder is DIR, with the settings it "
+        "started with; only --executor, --workers, --ray-address and --quiet may be added",
+    )
     return parser
 
 
@@ -109,6 +129,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         n_tasks=args.n_tasks,
         data_root=args.data_root,
         download=args.download,
+        validation_fraction=args.validation_fraction,
     )
     if args.stream_option:
         stream_updates["options"] = {**config.stream.options, **_options(args.stream_option)}
@@ -147,16 +168,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(listing())
         return 0
     try:
-        config = config_from_args(args)
         # Imported here so that --help and --list stay fast.
         from lifelong.report import format_summary_table
-        from lifelong.run import run
 
-        results = run(config, progress=not args.quiet)
+        results = _resume(args) if args.resume is not None else _run(args)
     except _USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(format_summary_table(results["summary"]))
+    if results["evaluated_on"] == "validation":
+        print("evaluated on held-out training data (--validation-fraction), not the test split")
     print(f"results written to {results['config']['out']}")
     return 0
 
@@ -171,6 +192,41 @@ def listing() -> str:
     lines += ["agents:"]
     lines += [f"  {name:<{width}}  {entry.description}" for name, entry in agents.items()]
     return "\n".join(lines)
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
+    config = config_from_args(args)
+    from lifelong.run import run
+
+    return run(config, progress=not args.quiet)
+
+
+def _resume(args: argparse.Namespace) -> dict[str, Any]:
+    """Finish the run in ``--resume DIR``, refusing flags that would change its results.
+
+    Raises:
+        ConfigError: If a flag other than the executor settings and ``--quiet`` is given.
+    """
+    refused = [
+        "--" + name.replace("_", "-")
+        for name, value in vars(args).items()
+        if name not in _RESUME_FLAGS and value is not None and value is not False
+    ]
+    if refused:
+        raise ConfigError(
+            f"--resume continues a run with the settings it started with; drop "
+            f"{', '.join(refused)} (only --executor, --workers, --ray-address and --quiet "
+            f"may come with --resume)"
+        )
+    from lifelong.run import resume
+
+    return resume(
+        args.resume,
+        progress=not args.quiet,
+        executor=args.executor,
+        workers=args.workers,
+        ray_address=args.ray_address,
+    )
 
 
 def _given(**values: Any) -> dict[str, Any]:

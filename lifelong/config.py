@@ -58,6 +58,9 @@ class StreamConfig:
         data_root: Folder with the stream's data; ``None`` keeps the stream's default.
         download: Let the stream fetch missing data over the network.
         options: Stream-specific options, e.g. ``{"classes_per_task": 2}``.
+        validation_fraction: ``0`` evaluates on the stream's test split. A share in
+            ``(0, 1)`` holds out that much of every task's training data and evaluates on
+            it instead, so hyperparameters can be chosen without reading the test split.
     """
 
     name: str = "split-digits"
@@ -65,6 +68,7 @@ class StreamConfig:
     data_root: str | None = None
     download: bool = False
     options: Mapping[str, Any] = field(default_factory=dict)
+    validation_fraction: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,11 @@ def validate(config: RunConfig) -> RunConfig:
     _require(
         config.stream.n_tasks is None or config.stream.n_tasks >= 1,
         f"--n-tasks must be at least 1, got {config.stream.n_tasks}",
+    )
+    fraction = config.stream.validation_fraction
+    _require(
+        fraction == 0 or 0 < fraction < 1,
+        f"--validation-fraction must be 0 (evaluate on test) or between 0 and 1, got {fraction}",
     )
     _require(train.epochs >= 1, f"--epochs must be at least 1, got {train.epochs}")
     _require(train.batch_size >= 1, f"--batch-size must be at least 1, got {train.batch_size}")

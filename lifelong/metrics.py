@@ -25,6 +25,8 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
@@ -36,6 +38,7 @@ __all__ = [
     "forgetting",
     "forward_transfer",
     "per_task_forgetting",
+    "retrieval_precision",
     "summarize_matrix",
 ]
 
@@ -196,4 +199,43 @@ def summarize_matrix(R: AccuracyMatrixLike) -> dict[str, float]:  # noqa: N803
         "bwt": backward_transfer(matrix),
         "fwt": forward_transfer(matrix),
         "forgetting": forgetting(matrix),
+    }
+
+
+def retrieval_precision(
+    identities: Sequence[int], retrieved: Sequence[Sequence[int]]
+) -> dict[str, float]:
+    """How often a task memory retrieves the same underlying distribution, against chance.
+
+    Only tasks whose distribution appeared earlier in the stream are scored.
+
+    Args:
+        identities: Distribution id of every task, in stream order (``task_identities``).
+        retrieved: For every task, the stream positions of the past tasks retrieved at its
+            start, best first.
+
+    Returns:
+        ``scored`` (how many tasks were scored), ``precision_at_1`` (the nearest retrieved
+        task is the same distribution), ``precision_at_k`` (any retrieved task is) and
+        ``chance_at_1`` (expected precision@1 of a uniformly random past task: the share of
+        same-distribution tasks among the past ones, averaged). The rates are NaN when no
+        task is scored.
+    """
+    hits_1, hits_k, chance = [], [], []
+    for t, found in enumerate(retrieved):
+        past = identities[:t]
+        same = sum(1 for d in past if d == identities[t])
+        if not same:
+            continue
+        hits_1.append(bool(found) and identities[found[0]] == identities[t])
+        hits_k.append(any(identities[i] == identities[t] for i in found))
+        chance.append(same / len(past))
+    if not hits_1:
+        nan = float("nan")
+        return {"scored": 0, "precision_at_1": nan, "precision_at_k": nan, "chance_at_1": nan}
+    return {
+        "scored": len(hits_1),
+        "precision_at_1": float(np.mean(hits_1)),
+        "precision_at_k": float(np.mean(hits_k)),
+        "chance_at_1": float(np.mean(chance)),
     }

@@ -2,7 +2,9 @@
 
 One *job* is one agent on one seed over the whole stream. Jobs are independent, so they
 can run in this process, in a process pool, or on a Ray cluster; each job seeds itself and
-fixes its torch thread count, so the metrics do not depend on where it ran.
+fixes its torch thread count, so the metrics do not depend on where it ran. Each job also
+checkpoints itself after every experience (``lifelong.checkpoint``), so that ``resume(out)``
+finishes a stopped run with the results an uninterrupted one would have had.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import torch
 from avalanche.core import SupervisedPlugin
 from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
+from avalanche.training.templates.base_sgd import PeriodicEval
 from tqdm import tqdm
 
 from lifelong.agents import (
@@ -38,6 +41,15 @@ from lifelong.agents import (
     make_agent,
 )
 from lifelong.baselines import quiet_library_warnings
+from lifelong.checkpoint import (
+    CheckpointPlugin,
+    JobFiles,
+    load_checkpoint,
+    load_run_config,
+    prepare_folder,
+    read_job_result,
+    write_job_result,
+)
 from lifelong.config import ConfigError, RunConfig, StreamConfig, config_to_dict, validate
 from lifelong.evaluation import (
     accuracy_matrix_from_evaluator,
@@ -47,7 +59,7 @@ from lifelong.evaluation import (
 from lifelong.metrics import summarize_matrix
 from lifelong.models import build_model
 from lifelong.report import summarize_runs, write_outputs
-from streams import StreamSpec, TaskStream, make_stream
+from streams import StreamSpec, TaskStream, make_stream, with_validation_split
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +93,47 @@ def run(config: RunConfig, *, progress: bool = True) -> dict[str, Any]:
         lifelong.agents.UnsupportedScenarioError: If an agent cannot run on the stream.
         lifelong.agents.MemoryBudgetError: If ``memory_size`` is too small for an agent.
     """
+    return _run(config, progress, resuming=False)
+
+
+def resume(
+    out_dir: str | os.PathLike[str],
+    *,
+    progress: bool = True,
+    executor: str | None = None,
+    workers: int | None = None,
+    ray_address: str | None = None,
+) -> dict[str, Any]:
+    """Finish a stopped run in ``out_dir``, with the config it was started with.
+
+    Finished jobs are read back, not re-run; a job that was interrupted continues from its
+    last checkpoint (taken after every experience); the results equal an uninterrupted run's,
+    apart from timing and RAM figures. Only where the jobs run may change, since it does not
+    change results.
+
+    Args:
+        out_dir: The output folder of the run to finish.
+        progress: Show a progress bar on stderr.
+        executor: Run the remaining jobs with another executor; ``None`` keeps the run's.
+        workers: Parallel runs for the ``process`` executor; ``None`` keeps the run's.
+        ray_address: Ray cluster address; ``None`` keeps the run's.
+
+    Returns:
+        The results dict, as :func:`run` returns it.
+
+    Raises:
+        lifelong.checkpoint.CheckpointError: If ``out_dir`` holds no run, or a checkpoint or
+            saved result is unreadable.
+        ConfigError: On an invalid executor setting.
+    """
+    config = load_run_config(out_dir)
+    given: dict[str, Any] = {"executor": executor, "workers": workers, "ray_address": ray_address}
+    overrides = {key: value for key, value in given.items() if value is not None}
+    # The folder as given now: the saved one may be relative to another working directory.
+    return _run(replace(config, out=str(out_dir), **overrides), progress, resuming=True)
+
+
+def _run(config: RunConfig, progress: bool, *, resuming: bool) -> dict[str, Any]:
     config = _absolute_stream_reference(validate(config))
     resolve_device(config.device)
     # Building the first seed's stream up front checks the data before any training.
@@ -89,6 +142,7 @@ def run(config: RunConfig, *, progress: bool = True) -> dict[str, Any]:
     out_dir = output_dir(config, stream.name)
     config = replace(config, agents=resolve_agents(config.agents, stream), out=str(out_dir))
     _preflight(config, stream)
+    prepare_folder(out_dir, config, resuming=resuming)
     jobs = [Job(config, agent, seed) for seed in config.seeds for agent in config.agents]
     runs = _execute(jobs, config, stream.n_tasks, progress)
     results = {
@@ -97,6 +151,7 @@ def run(config: RunConfig, *, progress: bool = True) -> dict[str, Any]:
         "n_tasks": stream.n_tasks,
         "n_classes": stream.n_classes,
         "input_shape": list(stream.input_shape),
+        "evaluated_on": "validation" if config.stream.validation_fraction else "test",
         "config": config_to_dict(config),
         "environment": _environment(config.device),
         "runs": runs,
@@ -109,24 +164,107 @@ def run(config: RunConfig, *, progress: bool = True) -> dict[str, Any]:
 def run_job(job: Job, on_experience: ProgressCallback | None = None) -> dict[str, Any]:
     """Train one agent on one seed's stream and measure it.
 
+    With an output folder in ``job.config`` the job checkpoints itself after every
+    experience and writes its record when done (see ``lifelong.checkpoint``); run again, it
+    returns a finished job's record without training, and continues an interrupted one from
+    its last checkpoint.
+
     Args:
         job: What to run.
-        on_experience: Called after each training experience (progress reporting).
+        on_experience: Called after each training experience (progress reporting), and once
+            per experience already done in an earlier session.
 
     Returns:
         The run's record: agent, seed, accuracy matrix, ACC, BWT, FWT, forgetting,
         Avalanche's own values for comparison, and wall time.
+
+    Raises:
+        lifelong.checkpoint.CheckpointError: If the job's checkpoint or record is unreadable.
     """
+    files = JobFiles.of(job.config.out, job.agent, job.seed) if job.config.out else None
+    if files is not None and (done := read_job_result(files.result)) is not None:
+        # A kill between writing the record and deleting the checkpoint leaves both.
+        files.checkpoint.unlink(missing_ok=True)
+        _report(on_experience, len(done["accuracy_matrix"][0]))
+        return done
     torch.set_num_threads(job.config.threads)
     seed_everything(job.seed)
     stream = build_stream(job.config.stream, job.seed)
     plugins = [_ProgressPlugin(on_experience)] if on_experience else []
     with quiet_library_warnings():
-        strategy, evaluator = _build_strategy(job, stream, plugins)
+        strategy, finished, checkpointer = _start_job(job, stream, plugins, files)
+        _report(on_experience, finished)
+        train_stream = stream.benchmark.train_stream
         started = time.perf_counter()
-        strategy.train(stream.benchmark.train_stream, eval_streams=[stream.benchmark.test_stream])
-        wall_time = time.perf_counter() - started
+        if finished < len(train_stream):
+            strategy.train(train_stream[finished:], eval_streams=[stream.benchmark.test_stream])
+        # The checkpointer's clock spans every session of the job and leaves out its saves.
+        wall_time = checkpointer.wall_time_s if checkpointer else time.perf_counter() - started
+    record = _job_record(job, stream, strategy, wall_time)
+    if files is not None:
+        write_job_result(files.result, record)
+        files.checkpoint.unlink(missing_ok=True)
+    return record
+
+
+def _start_job(
+    job: Job,
+    stream: TaskStream,
+    plugins: Sequence[SupervisedPlugin],
+    files: JobFiles | None,
+) -> tuple[SupervisedTemplate, int, CheckpointPlugin | None]:
+    """Build the job's strategy, or load it from its checkpoint; call right after seeding.
+
+    Returns:
+        The strategy, with ``plugins`` and the checkpointing plugin attached; how many
+        experiences it has already done; the checkpointing plugin (``None`` without files).
+    """
+    if files is None:
+        strategy, _ = _build_strategy(job, stream, plugins)
+        return strategy, 0, None
+    finished, earlier_wall_time = 0, 0.0
+    if files.checkpoint.is_file():
+        # Loading also restores the random states, so nothing may draw from them after it.
+        loaded = load_checkpoint(files.checkpoint)
+        strategy, finished = loaded.strategy, loaded.finished
+        earlier_wall_time = loaded.wall_time_s
+        strategy.plugins = [*plugins, *strategy.plugins]
+        _skip_initial_eval(strategy)
+    else:
+        strategy, _ = _build_strategy(job, stream, plugins)
+    # Last, after Avalanche's periodic evaluation and clock, whose results it saves.
+    checkpointer = CheckpointPlugin(
+        files.checkpoint, wall_time_s=earlier_wall_time, exclude_plugins=plugins
+    )
+    strategy.plugins.append(checkpointer)
+    return strategy, finished, checkpointer
+
+
+def _skip_initial_eval(strategy: SupervisedTemplate) -> None:
+    """Stop ``train()`` evaluating before it trains: the first session already did.
+
+    With ``eval_every=0`` every ``train()`` call evaluates once before its first experience;
+    a resumed call would add a value to every accuracy column.
+    """
+    for plugin in strategy.plugins:
+        if isinstance(plugin, PeriodicEval):
+            plugin.do_initial = False
+
+
+def _report(callback: ProgressCallback | None, times: int) -> None:
+    if callback is not None:
+        for _ in range(times):
+            callback()
+
+
+def _job_record(
+    job: Job, stream: TaskStream, strategy: SupervisedTemplate, wall_time: float
+) -> dict[str, Any]:
+    evaluator = strategy.evaluator
     matrix = accuracy_matrix_from_evaluator(evaluator, stream.n_tasks)
+    # An agent may report more about itself (``lifelong``: bytes kept beside the stored
+    # samples, and which past tasks it retrieved for each task).
+    own_report = getattr(strategy, "run_report", None)
     return {
         "agent": job.agent,
         "seed": job.seed,
@@ -136,6 +274,7 @@ def run_job(job: Job, on_experience: ProgressCallback | None = None) -> dict[str
         **summarize_matrix(matrix),
         **avalanche_stream_metrics(evaluator),
         "wall_time_s": wall_time,
+        **(own_report() if callable(own_report) else {}),
     }
 
 
@@ -212,7 +351,10 @@ def _cached_stream(stream_json: str, seed: int) -> TaskStream:
         download=data["download"],
         options=data["options"],
     )
-    return make_stream(data["name"], spec)
+    stream = make_stream(data["name"], spec)
+    if data["validation_fraction"]:
+        return with_validation_split(stream, data["validation_fraction"], seed)
+    return stream
 
 
 def build_stream(stream: StreamConfig, seed: int) -> TaskStream:

@@ -55,11 +55,14 @@ class Samples(NamedTuple):
         x: ``(n, *sample_shape)`` inputs.
         y: ``(n,)`` int64 labels.
         task_id: ``(n,)`` int64 task ids.
+        slot: ``(n,)`` int64 storage slots, valid until the memory next changes; they let a
+            caller keep its own per-sample data (e.g. stored logits) beside the memory.
     """
 
     x: torch.Tensor
     y: torch.Tensor
     task_id: torch.Tensor
+    slot: torch.Tensor
 
 
 class Neighbours(NamedTuple):
@@ -630,9 +633,9 @@ class EpisodicMemory:
 
     def _take(self, chosen: torch.Tensor) -> Samples:
         if self._x is None:
-            return Samples(torch.empty(0), torch.empty(0, dtype=torch.int64),
-                           torch.empty(0, dtype=torch.int64))
-        return Samples(self._x[chosen], self._y[chosen], self._task[chosen])
+            empty = torch.empty(0, dtype=torch.int64)
+            return Samples(torch.empty(0), empty, empty.clone(), empty.clone())
+        return Samples(self._x[chosen], self._y[chosen], self._task[chosen], chosen.clone())
 
 
 def _grow(tensor: torch.Tensor, rows: int) -> torch.Tensor:

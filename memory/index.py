@@ -677,6 +677,24 @@ class VectorIndex:
         if self._n_alive and (self.n_tombstones or self._index is None):
             self._rebuild()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle support (run checkpoints): the FAISS index goes as a CPU index.
+
+        faiss pickles CPU indexes itself, but neither GPU indexes, GPU resources, nor the
+        live-row selector (it reads a raw pointer); the selector is rebuilt on demand.
+        """
+        state = self.__dict__.copy()
+        if self.on_gpu and self._index is not None:
+            state["_index"] = faiss.index_gpu_to_cpu(self._index)
+        state["_gpu_resources"] = None
+        state["_selector"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self._index is not None and self._built_kind is not None:
+            self._index = self._place(self._index, get_index_kind(self._built_kind))
+
     def state(self) -> IndexState:
         """Everything this index holds, for saving. The arrays are views: do not modify them."""
         index = None

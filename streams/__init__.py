@@ -17,6 +17,7 @@ from streams.registry import (
 )
 from streams.tensors import TaskData, tensor_stream
 from streams.transforms import recurring_schedule
+from streams.validation import with_validation_split
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -33,6 +34,7 @@ __all__ = [
     "register_stream",
     "resolve_stream",
     "tensor_stream",
+    "with_validation_split",
 ]
 
 del _builtin

@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 # Purposes of the draws; each seeds its own generator.
-CLASS_ORDER, ANGLES, PERMUTATIONS, TRAIN_DRAW, SCHEDULE, TEST_ORDER = range(6)
+CLASS_ORDER, ANGLES, PERMUTATIONS, TRAIN_DRAW, SCHEDULE, TEST_ORDER, VALIDATION = range(7)
 
 GEM_MAX_ANGLE = 180.0
 """Rotations of the GEM protocol span [0, 180) degrees, cut into one interval per task."""

@@ -19,7 +19,7 @@ import pytest
 import torch
 from avalanche.evaluation.metrics import accuracy_metrics
 from avalanche.training.plugins import EvaluationPlugin
-from torch.nn.functional import cosine_similarity, cross_entropy
+from torch.nn.functional import cross_entropy
 
 import lifelong.agent  # noqa: F401  (registers the agent)
 from lifelong.agent import LifelongAgent, LifelongConfig, build_lifelong
@@ -142,6 +142,21 @@ def test_fixed_learning_rates_stay_fixed():
     assert all(torch.equal(step.log_lrs[k], log_lrs[k]) for k in log_lrs)
 
 
+def test_logit_targets_add_the_squared_error_of_the_last_rows():
+    model, x, y = _model_and_batch()
+    params = _params(model)
+    stored = torch.randn(4, 4)
+    targets = fn.LogitTargets(stored, weight=0.7)
+    loss, grads, _ = fn.loss_and_grads(model, params, x, y, targets=targets)
+    leaves = {k: v.clone().requires_grad_(True) for k, v in params.items()}
+    logits = fn.forward(model, leaves, x)
+    expected = cross_entropy(logits, y) + 0.7 * ((logits[-4:] - stored) ** 2).mean()
+    expected_grads = torch.autograd.grad(expected, list(leaves.values()))
+    torch.testing.assert_close(loss, expected.detach())
+    for name, grad in zip(leaves, expected_grads, strict=True):
+        torch.testing.assert_close(grads[name], grad)
+
+
 def test_task_embedding_is_fixed_and_ignores_sample_order():
     probe = fn.make_probe(16, 8, seed=3)
     again = fn.make_probe(16, 8, seed=3)
@@ -150,27 +165,6 @@ def test_task_embedding_is_fixed_and_ignores_sample_order():
     torch.testing.assert_close(fn.embed_task(x, probe), fn.embed_task(x.flip(0), probe))
     with pytest.raises(ValueError, match="16"):
         fn.embed_task(torch.rand(5, 9), probe)
-
-
-def test_imprinting_sets_new_rows_to_scaled_prototype_directions():
-    weight, bias = torch.randn(4, 3), torch.randn(4)
-    protos = torch.randn(4, 3)
-    new = torch.tensor([False, False, True, True])
-    seen = torch.tensor([True, True, False, False])
-    w, b = fn.imprint_rows(weight, bias, protos, new, seen)
-    torch.testing.assert_close(w[:2], weight[:2])
-    scale = weight[:2].norm(dim=1).mean()
-    torch.testing.assert_close(w[2:].norm(dim=1), scale.expand(2))
-    torch.testing.assert_close(cosine_similarity(w[2:], protos[2:]), torch.ones(2))
-    torch.testing.assert_close(b[2:], bias[:2].mean().expand(2))
-
-
-def test_blending_moves_only_the_chosen_rows():
-    current = {"weight": torch.zeros(3, 2), "bias": torch.zeros(3)}
-    stored = [{"weight": torch.ones(3, 2), "bias": torch.ones(3)}]
-    rows = torch.tensor([True, False, True])
-    out = fn.blend_heads(current, stored, torch.tensor([1.0]), rows, blend=0.5)
-    torch.testing.assert_close(out["bias"], torch.tensor([0.5, 0.0, 0.5]))
 
 
 def test_config_errors_name_the_value():
@@ -257,17 +251,21 @@ def test_memory_budget_and_record_accounting():
     agent = strategy.agent
     assert 0 < agent.stored_samples() <= TRAIN.memory_size
     assert len(agent.task_memory) == 3
-    assert agent.record_bytes > 0
     record = agent.task_memory.get(agent.task_memory.task_ids()[-1])
-    assert set(record.tensors) == {"head.weight", "head.bias", "prototypes"}
+    assert not record.tensors
+    assert record.metadata["task"] == 2 and record.metadata["classes"] == [4, 5]
+    embeddings = 3 * 2 * agent.config.probe_dim * 4
+    logits = agent.episodic.capacity * agent.n_classes * 4
+    assert agent.extra_bytes == embeddings + logits
+    report = strategy.run_report()
+    assert report["extra_state_bytes"] == agent.extra_bytes
+    assert [len(found) for found in report["retrieved_tasks"]] == [0, 1, 2]
 
 
 @pytest.mark.parametrize(
     "switches",
     [
         {"embed": False},
-        {"init_from_memory": False},
-        {"imprint": False},
         {"learn_lrs": False},
         {"commit_lookahead": False},
         {"replay": False},
@@ -275,6 +273,8 @@ def test_memory_budget_and_record_accounting():
         {"nearest_share": 0.0},
         {"refresh_features": False},
         {"memory_policy": "task_balanced"},
+        {"distill_weight": 0.0},
+        {"steps_per_batch": 2},
     ],
     ids=lambda s: ",".join(f"{k}={v}" for k, v in s.items()),
 )
@@ -283,6 +283,17 @@ def test_every_ablation_switch_runs(switches):
     assert max(counts) <= TRAIN.memory_size
     for param in strategy.model.parameters():
         assert torch.isfinite(param).all()
+
+
+def test_stored_logits_are_the_trained_models_logits_of_each_stored_slot():
+    strategy, _ = _run(LifelongConfig(distill_weight=0.5), n_tasks=2)
+    agent = strategy.agent
+    stored = agent.episodic.stored()
+    latest = stored.task_id == agent.task
+    assert latest.any()
+    with torch.no_grad():
+        expected = agent.model(stored.x[latest])
+    torch.testing.assert_close(agent._stored_logits[stored.slot[latest]], expected)
 
 
 def _tensors(dataset, n: int | None = None):
@@ -300,7 +311,7 @@ def test_retrieval_finds_the_recurring_distribution():
     hits = []
     for t, experience in enumerate(stream.benchmark.train_stream):
         x, y = _tensors(experience.dataset, 100)
-        retrieved = agent.adapt(x, y)
+        retrieved = agent.adapt(x)
         if identities[t] in identities[:t]:
             hits.append(identities[retrieved.task_ids[0]] == identities[t])
         agent.observe(x[:10], y[:10])
@@ -321,7 +332,7 @@ def test_replay_draws_mostly_from_the_retrieved_task():
     experiences = list(stream.benchmark.train_stream)
     for t in range(revisit + 1):
         x, y = _tensors(experiences[t].dataset, 100)
-        agent.adapt(x, y)
+        agent.adapt(x)
         if t < revisit:
             for i in range(0, 40, 10):
                 agent.observe(x[i : i + 10], y[i : i + 10])

@@ -131,6 +131,7 @@ def test_list_names_streams_and_agents(capsys):
         (["--n-tasks", "0"], "--n-tasks must be at least 1, got 0"),
         (["--memory-size", "-1"], "--memory-size must be 0 or more"),
         (["--seeds", "x"], "--seeds must be non-negative integers"),
+        (["--validation-fraction", "1"], "--validation-fraction must be 0 .* or between 0 and 1"),
         (["--agents", "naive,replay", "--memory-size", "0"], "'replay' stores samples but"),
         (["--agents", "gem", "--memory-size", "2"], "leaves no sample per task"),
         (

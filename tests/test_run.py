@@ -48,6 +48,19 @@ def test_results_have_the_documented_shape(tiny_results):
     assert [row["agent"] for row in results["summary"]] == ["naive", "replay"]
 
 
+def test_a_validation_run_never_reads_the_test_split(tiny_results, tmp_path):
+    results, _ = tiny_results
+    held_out = replace(
+        TINY, stream=replace(TINY.stream, validation_fraction=0.2), out=str(tmp_path / "v")
+    )
+    validation = run(held_out, progress=False)
+    assert results["evaluated_on"] == "test"
+    assert validation["evaluated_on"] == "validation"
+    assert validation["config"]["stream"]["validation_fraction"] == 0.2
+    test_acc = [r["acc"] for r in results["runs"]]
+    assert [r["acc"] for r in validation["runs"]] != test_acc
+
+
 def test_our_metrics_equal_avalanches_on_a_real_run(tiny_results):
     results, _ = tiny_results
     for record in results["runs"]:

@@ -3,7 +3,7 @@
 Importing this package registers the agent as ``"lifelong"`` in ``lifelong.agents``.
 
 - ``functional``: the maths as pure functions over parameter dicts (La-MAML meta step,
-  task embedding, head blending and imprinting).
+  stored-logit loss, task embedding).
 - ``LifelongAgent``: the stateful agent (``adapt``, ``observe``, ``predict``, ``end_task``).
 - ``LifelongStrategy``: its Avalanche front end; ``build_lifelong(context, config)`` builds
   it with any ``LifelongConfig`` (ablations).

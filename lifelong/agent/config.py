@@ -6,23 +6,31 @@ from dataclasses import dataclass, fields
 
 from memory import policies
 
-_FRACTIONS = ("retrieved_share", "nearest_share", "init_blend")
+_FRACTIONS = ("retrieved_share", "nearest_share")
 
 
 @dataclass(frozen=True)
 class LifelongConfig:
     """Hyperparameters of the ``lifelong`` agent.
 
-    Defaults were chosen on held-out training data (the last 20% of each task's training
-    set, seed 0) of split-digits and rotated-MNIST, never on their test sets; the similarity
-    threshold from the embeddings of recurring-split-digits' training data (same
-    distribution >= 0.99, different <= 0.92).
+    Defaults were chosen on held-out training data (``--validation-fraction 0.2``, seed 0),
+    never on test sets: first on split-digits and rotated-MNIST, then (``distill_weight``,
+    ``steps_per_batch`` and the replay shares) on rotated-MNIST, split-MNIST and
+    recurring-rotated-MNIST with ``benchmarks/agent_search.py``. The similarity threshold
+    comes from the embeddings of recurring-split-digits' training data (same distribution
+    >= 0.99, different <= 0.92).
+
+    A first version also initialised the classifier from retrieved tasks (stored heads
+    blended in above a similarity threshold, rows of new classes imprinted from class
+    prototypes). On held-out data, seeds 0-2, switching that off raised ACC on all three
+    streams (rotated-MNIST +0.3, split-MNIST +0.9, recurring-rotated-MNIST +0.1 points), so
+    it was removed.
     """
 
     # --- Task embedding and retrieval ---
     embed: bool = True
     """Embed each task and search the task memory; off disables retrieval entirely (the
-    replay then draws uniformly and no head is initialised from past tasks)."""
+    replay share of retrieved tasks is then drawn uniformly)."""
     probe_samples: int = 100
     """Samples of a task's training set, taken at its start, that the task is embedded from."""
     probe_dim: int = 128
@@ -32,17 +40,7 @@ class LifelongConfig:
     k: int = 3
     """Past tasks retrieved per new task."""
     retrieval_temperature: float = 0.1
-    """Softmax temperature turning cosine similarities into replay and blend weights."""
-
-    # --- Initialisation from retrieved tasks ---
-    init_from_memory: bool = True
-    """Blend stored heads of similar past tasks into the head at the start of a task."""
-    init_threshold: float = 0.95
-    """Least cosine similarity for a past task to count as the same kind of task."""
-    init_blend: float = 0.5
-    """How far the head rows of the retrieved tasks' classes move to the stored average."""
-    imprint: bool = True
-    """Set the head rows of never-seen classes from class prototypes of the probe samples."""
+    """Softmax temperature turning cosine similarities into replay weights."""
 
     # --- Meta-learned fast adaptation ---
     learn_lrs: bool = True
@@ -64,11 +62,23 @@ class LifelongConfig:
     """Replayed samples per step. A method hyperparameter, not part of the memory budget
     (the baselines replay 10). Chosen on held-out training data: 50 beat 10 on split-digits
     (81.6% vs 77.6%, seed 0, 3 epochs) and on rotated-MNIST (73.5% vs 67.3%, 10 tasks)."""
-    retrieved_share: float = 0.6
-    """Share of the replay batch drawn from the retrieved tasks, weighted by similarity."""
-    nearest_share: float = 0.2
+    retrieved_share: float = 0.2
+    """Share of the replay batch drawn from the retrieved tasks, weighted by similarity.
+    On validation data 0.6 cost 1.5 points on rotated-MNIST and 0.6 on the recurring stream
+    against 0.2, which did no worse than uniform replay anywhere."""
+    nearest_share: float = 0.1
     """Share drawn from stored samples nearest the incoming batch in trunk-feature space;
     the rest is uniform over past tasks."""
+    distill_weight: float = 0.5
+    """Weight of the mean squared error between replayed samples' logits and the logits the
+    model gave them when they were stored (dark-knowledge replay, as in DER); 0 turns it off.
+    The stored logits cost ``n_classes`` floats per stored sample and are counted in
+    ``LifelongAgent.extra_bytes``. On validation data 0.5 added 7 points on rotated-MNIST,
+    2 on split-MNIST and 3 on recurring-rotated-MNIST over 0; 1.0 did no better."""
+    steps_per_batch: int = 2
+    """Meta steps per incoming batch, each with a fresh replay draw. On validation data 2
+    steps added 1.4-2.4 points on rotated and recurring-rotated MNIST and cost 0.3-0.5 on
+    split-MNIST. Each step costs a forward and backward pass of the whole mixed batch."""
     memory_policy: str = "class_balanced"
     """Replacement policy of the episodic memory (``memory.policies``)."""
     refresh_features: bool = True
@@ -85,7 +95,9 @@ class LifelongConfig:
                 f"retrieved_share + nearest_share must be at most 1, got "
                 f"{self.retrieved_share} + {self.nearest_share}; lower one of them"
             )
-        for name in ("probe_dim", "k", "replay_batch"):
+        if not self.distill_weight >= 0:
+            raise ValueError(f"distill_weight must be 0 or more, got {self.distill_weight}")
+        for name in ("probe_dim", "k", "replay_batch", "steps_per_batch"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.probe_samples < 2:

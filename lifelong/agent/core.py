@@ -38,14 +38,15 @@ _NO_TASKS = Retrieved((), ())
 class LifelongAgent:
     """Meta-learner with a FAISS task memory and retrieval-driven replay.
 
-    At the start of a task (``adapt``) it embeds the task with a fixed random probe, retrieves
-    the ``k`` most similar past tasks from its ``TaskMemory``, blends their stored heads into
-    the classifier when they are similar enough and imprints rows for never-seen classes. On
-    every batch (``observe``) it draws a replay batch mostly from the retrieved tasks'
-    samples, some nearest the batch in feature space, the rest uniform over past tasks, and
-    takes one first-order La-MAML step with learned per-parameter learning rates. At the end
-    (``end_task``) it writes the task record (embedding, head, class prototypes) and refreshes
-    the stored samples' features.
+    At the start of a task (``adapt``) it embeds the task with a fixed random probe and
+    retrieves the ``k`` most similar past tasks from its ``TaskMemory``. On every batch
+    (``observe``) it takes ``steps_per_batch`` first-order La-MAML steps with learned
+    per-parameter learning rates, each on the batch plus a fresh replay draw: a share from
+    the retrieved tasks' samples, a share nearest the batch in feature space, the rest
+    uniform over past tasks; replayed samples are also pulled towards the logits the model
+    gave them when they were stored. At the end (``end_task``) it stores samples and their
+    logits, writes the task record (embedding, classes) and refreshes the stored samples'
+    features.
 
     The model must expose ``features`` (the trunk) and ``classifier`` (an ``nn.Linear``), as
     ``lifelong.models.MLP`` does; its parameters are updated in place.
@@ -53,7 +54,8 @@ class LifelongAgent:
     References:
         Gupta, Yadav & Paull, "La-MAML: Look-ahead Meta Learning for Continual Learning",
         NeurIPS 2020. Chaudhry et al., "On Tiny Episodic Memories in Continual Learning", 2019.
-        Qi, Brown & Lowe, "Low-Shot Learning with Imprinted Weights", CVPR 2018.
+        Buzzega et al., "Dark Experience for General Continual Learning: a Strong, Simple
+        Baseline", NeurIPS 2020 (the stored-logit replay).
 
     Args:
         model: The network to train.
@@ -89,7 +91,6 @@ class LifelongAgent:
             )
         self.model = model
         self._trunk: nn.Module = trunk
-        self._head: nn.Linear = head
         self.config = config if config is not None else LifelongConfig()
         self.n_classes = n_classes
         self.max_lr = lr * self.config.max_lr_factor
@@ -104,21 +105,19 @@ class LifelongAgent:
         )
         self.task = -1
         self.retrieved = _NO_TASKS
-        self.seen_classes = torch.zeros(n_classes, dtype=torch.bool)
         self._probe: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._probe_x: torch.Tensor | None = None
-        self._probe_y: torch.Tensor | None = None
         self._embedding: torch.Tensor | None = None
         self._past: dict[int, int] = {}
+        self._stored_logits: torch.Tensor | None = None
 
     # --- verbs -------------------------------------------------------------------------
 
-    def adapt(self, x: torch.Tensor, y: torch.Tensor) -> Retrieved:
-        """Start a new task from its first samples: embed, retrieve, initialise the head.
+    def adapt(self, x: torch.Tensor) -> Retrieved:
+        """Start a new task from its first inputs: embed it and retrieve similar past tasks.
 
         Args:
-            x: The first ``probe_samples`` (or fewer, at least 2) inputs of the task.
-            y: Their labels (used only to imprint rows of never-seen classes).
+            x: The first ``probe_samples`` (or fewer, at least 2) inputs of the task; no
+                labels are needed.
 
         Returns:
             The retrieved past tasks.
@@ -126,8 +125,6 @@ class LifelongAgent:
         if len(x) < 2:
             raise ValueError(f"adapt needs at least 2 samples of the task, got {len(x)}")
         self.task += 1
-        device = self._device()
-        self._probe_x, self._probe_y = x.detach().to(device), y.detach().to(device)
         self.retrieved = _NO_TASKS
         self._embedding = None
         self._past = dict(self.episodic.task_counts())
@@ -144,10 +141,6 @@ class LifelongAgent:
                     tuple(int(i) for i in found.ids[0]),
                     tuple(float(s) for s in found.similarities[0]),
                 )
-            if self.config.init_from_memory:
-                self._init_from_retrieved()
-        if self.config.imprint:
-            self._imprint_new_classes()
         return self.retrieved
 
     def observe(self, x: torch.Tensor, y: torch.Tensor) -> fn.MetaStep:
@@ -158,12 +151,26 @@ class LifelongAgent:
         """
         if self.task < 0:
             raise RuntimeError("call adapt() with the task's first samples before observe()")
+        first: fn.MetaStep | None = None
+        for _ in range(self.config.steps_per_batch):
+            step = self._meta_step(x, y)
+            first = first or step
+        assert first is not None
+        # Report the first step's view of the batch: its logits before any update.
+        return step._replace(logits=first.logits, inner_loss=first.inner_loss)
+
+    def _meta_step(self, x: torch.Tensor, y: torch.Tensor) -> fn.MetaStep:
+        """One meta step on the batch plus a fresh replay draw; updates the model in place."""
         combined = (x, y)
+        targets = None
         if self.config.replay and self._past:
             replayed = self._replay_batch(x)
             if replayed is not None:
-                rx, ry = replayed
+                rx, ry, slots = replayed
                 combined = (torch.cat([x, rx.to(x.device, x.dtype)]), torch.cat([y, ry.to(y)]))
+                if self.config.distill_weight > 0 and self._stored_logits is not None:
+                    stored = self._stored_logits[slots].to(x.device)
+                    targets = fn.LogitTargets(stored, self.config.distill_weight)
         params = dict(self.model.named_parameters())
         step = fn.meta_step(
             self.model,
@@ -175,6 +182,7 @@ class LifelongAgent:
             max_lr=self.max_lr,
             learn_lrs=self.config.learn_lrs,
             commit_lookahead=self.config.commit_lookahead,
+            targets=targets,
         )
         with torch.no_grad():
             for name, param in params.items():
@@ -188,7 +196,7 @@ class LifelongAgent:
             return self.model(x)
 
     def end_task(self, x: torch.Tensor, y: torch.Tensor) -> int:
-        """Store the task's samples, write its record and refresh the stored features.
+        """Store the task's samples and logits, write its record, refresh stored features.
 
         The samples are offered to the episodic memory once, here, rather than batch by
         batch: replay draws only from past tasks, so nothing is lost, and one FAISS update
@@ -201,27 +209,18 @@ class LifelongAgent:
         Returns:
             The task memory's id of the new record.
         """
-        if self.task < 0 or self._probe_x is None or self._probe_y is None:
+        if self.task < 0:
             raise RuntimeError("end_task() called before adapt(); start a task first")
         if len(x) != len(y):
             raise ValueError(f"end_task got {len(x)} inputs but {len(y)} labels; pass pairs")
-        self.seen_classes[y.cpu().unique()] = True
         if len(x):
             with torch.no_grad():
                 feats = self._trunk(x.to(self._device())).cpu()
-            self.episodic.add_batch(x.cpu(), y.cpu(), self.task, features=feats)
-        with torch.no_grad():
-            feats = self._trunk(self._probe_x).cpu()
-        protos, present = fn.class_prototypes(feats, self._probe_y.cpu(), self.n_classes)
-        head = self._head
-        tensors = {
-            "head.weight": head.weight.detach().cpu().clone(),
-            "head.bias": head.bias.detach().cpu().clone(),
-            "prototypes": protos[present],
-        }
-        classes = torch.nonzero(present).reshape(-1).tolist()
+            slots = self.episodic.add_batch(x.cpu(), y.cpu(), self.task, features=feats)
+            if self.config.distill_weight > 0:
+                self._store_logits(x, slots)
+        classes = sorted(int(c) for c in y.cpu().unique())
         record = TaskRecord(
-            tensors=tensors,
             metadata={
                 "task": self.task,
                 "classes": classes,
@@ -240,6 +239,21 @@ class LifelongAgent:
             self._refresh_features(skip_task=self.task)
         return record_id
 
+    def _store_logits(self, x: torch.Tensor, slots: torch.Tensor) -> None:
+        """Keep the logits the trained model gives the samples just stored, by slot.
+
+        Logits come from the end of the task, after the model has learned it, so they are
+        the best targets this agent will ever have for these samples.
+        """
+        kept = slots >= 0
+        if not kept.any():
+            return
+        if self._stored_logits is None:
+            self._stored_logits = torch.zeros(self.episodic.capacity, self.n_classes)
+        with torch.no_grad():
+            logits = self.model(x[kept.to(x.device)].to(self._device())).cpu()
+        self._stored_logits[slots[kept]] = logits
+
     # --- accounting --------------------------------------------------------------------
 
     def stored_samples(self) -> int:
@@ -247,20 +261,24 @@ class LifelongAgent:
         return len(self.episodic)
 
     @property
-    def record_bytes(self) -> int:
-        """Bytes of tensors kept in task records (heads, prototypes), not counted as samples."""
-        total = 0
-        for task_id in self.task_memory.task_ids():
-            record = self.task_memory.get(task_id)
-            total += sum(t.numel() * t.element_size() for t in record.tensors.values())
-        return total
+    def extra_bytes(self) -> int:
+        """Bytes kept beyond the stored samples: task embeddings (float32) and stored logits.
+
+        Task records hold only JSON metadata (task, classes, stored samples) besides.
+        """
+        embedding_bytes = len(self.task_memory) * self.task_memory.dim * 4
+        logits = self._stored_logits
+        logit_bytes = 0 if logits is None else logits.numel() * logits.element_size()
+        return embedding_bytes + logit_bytes
 
     # --- steps -------------------------------------------------------------------------
 
     def _device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def _replay_batch(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _replay_batch(
+        self, x: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
         """Replayed samples for one step, all from past tasks.
 
         One weighted draw covers the retrieved share (tasks weighted by the softmax of their
@@ -278,6 +296,7 @@ class LifelongAgent:
         n_drawn = size - n_nearest
         xs: list[torch.Tensor] = []
         ys: list[torch.Tensor] = []
+        slots: list[torch.Tensor] = []
         if n_drawn:
             weights = dict.fromkeys(past, (n_drawn - n_retrieved) / (n_drawn * len(past)))
             if n_retrieved:
@@ -290,6 +309,7 @@ class LifelongAgent:
             drawn = self.episodic.sample(n_drawn, task_weights=weights)
             xs.append(drawn.x)
             ys.append(drawn.y)
+            slots.append(drawn.slot)
         if n_nearest:
             with torch.no_grad():
                 feats = self._trunk(x).cpu()
@@ -298,58 +318,9 @@ class LifelongAgent:
             order = torch.from_numpy(np.sort(first))[:n_nearest]
             xs.append(near.x[:, 0][order])
             ys.append(near.y[:, 0][order])
-        x_out, y_out = torch.cat(xs), torch.cat(ys)
-        return (x_out, y_out) if len(x_out) else None
-
-    def _init_from_retrieved(self) -> None:
-        similar = [
-            (t, s)
-            for t, s in zip(self.retrieved.task_ids, self.retrieved.similarities, strict=True)
-            if s >= self.config.init_threshold
-        ]
-        if not similar:
-            return
-        records = [self.task_memory.get(t) for t, _ in similar]
-        rows = torch.zeros(self.n_classes, dtype=torch.bool)
-        for record in records:
-            rows[torch.tensor(list(record.metadata["classes"]), dtype=torch.long)] = True
-        head = self._head
-        weights = fn.softmax_weights(
-            torch.tensor([s for _, s in similar]), self.config.retrieval_temperature
-        )
-        device = head.weight.device
-        blended = fn.blend_heads(
-            {"weight": head.weight.detach().cpu(), "bias": head.bias.detach().cpu()},
-            [{"weight": r.tensors["head.weight"], "bias": r.tensors["head.bias"]} for r in records],
-            weights,
-            rows,
-            self.config.init_blend,
-        )
-        with torch.no_grad():
-            head.weight.copy_(blended["weight"].to(device))
-            head.bias.copy_(blended["bias"].to(device))
-
-    def _imprint_new_classes(self) -> None:
-        assert self._probe_x is not None and self._probe_y is not None
-        labels = self._probe_y.cpu()
-        present = torch.zeros(self.n_classes, dtype=torch.bool)
-        present[labels.unique()] = True
-        new = present & ~self.seen_classes
-        if not new.any():
-            return
-        head = self._head
-        with torch.no_grad():
-            feats = self._trunk(self._probe_x).cpu()
-            protos, _ = fn.class_prototypes(feats, labels, self.n_classes)
-            weight, bias = fn.imprint_rows(
-                head.weight.detach().cpu(),
-                head.bias.detach().cpu(),
-                protos,
-                new,
-                self.seen_classes,
-            )
-            head.weight.copy_(weight.to(head.weight.device))
-            head.bias.copy_(bias.to(head.bias.device))
+            slots.append(near.slots[:, 0][order])
+        x_out = torch.cat(xs)
+        return (x_out, torch.cat(ys), torch.cat(slots)) if len(x_out) else None
 
     def _refresh_features(self, skip_task: int) -> None:
         """Recompute the stored samples' trunk features with the current trunk.

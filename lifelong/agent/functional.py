@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 from torch.func import functional_call
-from torch.nn.functional import cross_entropy
+from torch.nn.functional import cross_entropy, mse_loss
 
 Params = dict[str, torch.Tensor]
 
@@ -61,14 +61,30 @@ def forward(
     return functional_call(model, dict(params), args)
 
 
+class LogitTargets(NamedTuple):
+    """Stored logits that the last rows of a batch are pulled towards (dark-knowledge replay).
+
+    Attributes:
+        logits: ``(m, n_classes)`` logits the model gave the samples when they were stored.
+        weight: Multiplier of the mean squared error against them.
+    """
+
+    logits: torch.Tensor
+    weight: float
+
+
 def loss_and_grads(
     model: nn.Module,
     params: Mapping[str, torch.Tensor],
     x: torch.Tensor,
     y: torch.Tensor,
     task_labels: torch.Tensor | None = None,
+    targets: LogitTargets | None = None,
 ) -> tuple[torch.Tensor, Params, torch.Tensor]:
     """Cross-entropy of ``model`` at ``params`` on ``(x, y)`` and its gradient.
+
+    With ``targets``, the loss adds ``weight`` times the mean squared error between the
+    logits of the last ``len(targets.logits)`` rows and the stored logits.
 
     Returns:
         ``(loss, grads, logits)``, all detached; ``grads`` has the keys of ``params``.
@@ -76,6 +92,9 @@ def loss_and_grads(
     leaves = {k: v.detach().requires_grad_(True) for k, v in params.items()}
     logits = forward(model, leaves, x, task_labels)
     loss = cross_entropy(logits, y)
+    if targets is not None and len(targets.logits):
+        replayed = logits[len(logits) - len(targets.logits) :]
+        loss = loss + targets.weight * mse_loss(replayed, targets.logits)
     grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
     out = {
         k: torch.zeros_like(v) if g is None else g
@@ -116,6 +135,7 @@ def meta_step(
     max_lr: float,
     learn_lrs: bool = True,
     commit_lookahead: bool = True,
+    targets: LogitTargets | None = None,
 ) -> MetaStep:
     """One first-order La-MAML step on an incoming batch and its replay-augmented batch.
 
@@ -140,6 +160,8 @@ def meta_step(
         max_lr: Upper clip of the learning rates used for the weight update.
         learn_lrs: If false the learning rates stay fixed (an ablation).
         commit_lookahead: Update from θ' rather than θ (see above).
+        targets: Stored logits of the replayed rows (the last rows of ``combined``), added
+            to the meta-loss as a mean squared error.
 
     Returns:
         A ``MetaStep`` with the new weights and log learning rates.
@@ -150,7 +172,7 @@ def meta_step(
     """
     inner_loss, g_in, logits = loss_and_grads(model, params, *incoming)
     lookahead = inner_step(params, g_in, log_lrs)
-    meta_loss, g_meta, _ = loss_and_grads(model, lookahead, *combined)
+    meta_loss, g_meta, _ = loss_and_grads(model, lookahead, *combined, targets=targets)
     if learn_lrs:
         grad_a = log_lr_meta_gradient(g_in, g_meta, log_lrs)
         new_log_lrs = {k: (log_lrs[k] - lr_meta_lr * grad_a[k]).detach() for k in log_lrs}
@@ -208,78 +230,7 @@ def embed_task(x: torch.Tensor, probe: tuple[torch.Tensor, torch.Tensor]) -> tor
     return stats - stats.mean()
 
 
-# --- Head initialisation -----------------------------------------------------------------
-
-
-def class_prototypes(
-    features: torch.Tensor, y: torch.Tensor, n_classes: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean feature per class.
-
-    Returns:
-        ``(prototypes, present)``: ``(n_classes, d)`` means (zero rows for absent classes)
-        and a ``(n_classes,)`` bool mask of the classes present in ``y``.
-    """
-    counts = torch.bincount(y, minlength=n_classes)[:n_classes]
-    sums = torch.zeros(n_classes, features.shape[1]).index_add_(0, y, features.float())
-    present = counts > 0
-    protos = sums / counts.clamp(min=1).unsqueeze(1)
-    return protos, present
-
-
-def blend_heads(
-    current: Mapping[str, torch.Tensor],
-    stored: list[Mapping[str, torch.Tensor]],
-    weights: torch.Tensor,
-    rows: torch.Tensor,
-    blend: float,
-) -> Params:
-    """Move the rows ``rows`` of a linear head towards a weighted average of stored heads.
-
-    Args:
-        current: The head's ``{"weight": (c, d), "bias": (c,)}``.
-        stored: Stored heads of the same shapes.
-        weights: ``(len(stored),)`` non-negative weights summing to 1.
-        rows: ``(c,)`` bool mask of the output rows to blend; the others are kept.
-        blend: 0 keeps the current head, 1 replaces the rows by the stored average.
-
-    Returns:
-        The new head, as new tensors.
-    """
-    out: Params = {}
-    for name, value in current.items():
-        average = sum(w * s[name] for w, s in zip(weights.tolist(), stored, strict=True))
-        mixed = (1 - blend) * value + blend * torch.as_tensor(average)
-        mask = rows.reshape(-1, *([1] * (value.dim() - 1)))
-        out[name] = torch.where(mask, mixed, value)
-    return out
-
-
-def imprint_rows(
-    weight: torch.Tensor,
-    bias: torch.Tensor,
-    prototypes: torch.Tensor,
-    new_rows: torch.Tensor,
-    reference_rows: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Set the head rows of unseen classes to their normalised class prototypes.
-
-    Each new row is the prototype's direction scaled to the mean norm of the reference rows
-    (the classes already learned, or every row when none is); its bias is the reference
-    rows' mean bias.
-
-    References:
-        Qi, Brown & Lowe, "Low-Shot Learning with Imprinted Weights", CVPR 2018.
-
-    Returns:
-        New ``(weight, bias)``.
-    """
-    ref = reference_rows if bool(reference_rows.any()) else torch.ones_like(reference_rows)
-    scale = weight[ref].norm(dim=1).mean()
-    direction = prototypes / prototypes.norm(dim=1, keepdim=True).clamp(min=1e-8)
-    new_weight = torch.where(new_rows.unsqueeze(1), direction * scale, weight)
-    new_bias = torch.where(new_rows, bias[ref].mean(), bias)
-    return new_weight, new_bias
+# --- Retrieval weights --------------------------------------------------------------------
 
 
 def softmax_weights(similarities: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -47,16 +47,29 @@ class LifelongStrategy(SupervisedTemplate):
             model=agent.model, optimizer=optimizer, criterion=nn.CrossEntropyLoss(), **kwargs
         )
         self.agent = agent
+        self.retrievals: list[list[int]] = []
 
     def stored_samples(self) -> int:
         """Samples held in the agent's episodic memory."""
         return self.agent.stored_samples()
 
+    def run_report(self) -> dict[str, Any]:
+        """What a run records about the agent beside its metrics.
+
+        Returns:
+            ``extra_state_bytes`` (task records and stored logits, kept beside the stored
+            samples) and ``retrieved_tasks`` (for every task, the past tasks retrieved at its
+            start, best first).
+        """
+        return {"extra_state_bytes": self.agent.extra_bytes, "retrieved_tasks": self.retrievals}
+
     def _before_training_exp(self, **kwargs: Any) -> None:
         super()._before_training_exp(**kwargs)
         assert self.experience is not None
         dataset = self.experience.dataset
-        self.agent.adapt(*_tensors(dataset, self.agent.config.probe_samples, self.device))
+        probe, _ = _tensors(dataset, self.agent.config.probe_samples, self.device)
+        found = self.agent.adapt(probe)
+        self.retrievals.append(list(found.task_ids))
 
     def training_epoch(self, **kwargs: Any) -> None:
         """One pass over the experience's data, one meta step per batch."""
@@ -123,8 +136,8 @@ def build_lifelong(context: AgentContext, config: LifelongConfig | None = None) 
 @register_agent(
     "lifelong",
     description=(
-        "This project's agent: FAISS task memory, retrieval-driven replay, "
-        "first-order La-MAML steps with learned learning rates."
+        "This project's agent: FAISS task memory, retrieval-driven replay with stored "
+        "logits, first-order La-MAML steps with learned learning rates."
     ),
     scenarios=SCENARIOS,
     uses_memory=True,

@@ -1,0 +1,98 @@
+"""The agent's benchmark helpers: retrieval scoring and merging result folders."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from lifelong.metrics import retrieval_precision
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+merge_results = _load("merge_results")
+
+
+def test_retrieval_scores_count_only_tasks_whose_distribution_recurred():
+    identities = [0, 1, 0, 1, 2, 0]
+    retrieved = [[], [0], [0, 1], [0, 1], [3, 2], [1, 2]]
+    scores = retrieval_precision(identities, retrieved)
+    # Scored: task 2 (hit), task 3 (miss at 1, hit in top k), task 5 (miss, hit at rank 2).
+    assert scores["scored"] == 3
+    assert scores["precision_at_1"] == pytest.approx(1 / 3)
+    assert scores["precision_at_k"] == pytest.approx(1.0)
+    assert scores["chance_at_1"] == pytest.approx((1 / 2 + 1 / 3 + 2 / 5) / 3)
+
+
+def test_retrieval_scores_without_a_recurrence_are_undefined():
+    scores = retrieval_precision([0, 1, 2], [[], [0], [1]])
+    assert scores["scored"] == 0 and math.isnan(scores["precision_at_1"])
+
+
+def _results(folder: Path, agents: list[str], acc: float, lr: float = 0.1, retrieved=None) -> Path:
+    runs = []
+    for agent in agents:
+        for seed, shift in ((0, 0.0), (1, 0.02)):
+            matrix = [[0.1, 0.1], [acc + shift, 0.1], [acc + shift, acc + shift]]
+            runs.append(
+                {
+                    "agent": agent,
+                    "seed": seed,
+                    "accuracy_matrix": matrix,
+                    "acc": acc + shift,
+                    "bwt": 0.0,
+                    "fwt": 0.0,
+                    "forgetting": 0.0,
+                    "wall_time_s": 2.0 if agent == "replay" else 3.0,
+                    "avalanche_train_time_s": 1.0,
+                    "avalanche_eval_time_s": 1.0,
+                }
+            )
+            if retrieved is not None:
+                runs[-1] |= {"task_identities": [0, 0], "retrieved_tasks": retrieved}
+        acc += 0.1
+    results = {
+        "stream": "s",
+        "scenario": "domain-incremental",
+        "n_tasks": 2,
+        "config": {"stream": {"name": "s"}, "train": {"lr": lr, "memory_size": 5}, "seeds": [0, 1]},
+        "runs": runs,
+    }
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps(results))
+    return folder
+
+
+def test_merge_puts_every_agent_in_one_table_and_measures_the_gap(tmp_path):
+    baselines = _results(tmp_path / "b", ["replay", "der"], acc=0.5)
+    ours = _results(tmp_path / "l", ["lifelong"], acc=0.8, retrieved=[[], [0]])
+    merged = merge_results.load_merged([baselines, ours])
+    assert [row["agent"] for row in merged["summary"]] == ["replay", "der", "lifelong"]
+    text = merge_results.comparison_markdown(merged)
+    assert "| lifelong | 81.0 ± 1.4 |" in text
+    assert "best baseline der 61.0: +20.0 points" in text
+    assert "wall time: 1.50 × replay's" in text
+    assert "precision@1 1.000, precision@k 1.000, chance@1 1.000" in text
+
+
+def test_merge_refuses_runs_of_other_settings_or_repeated_agents(tmp_path):
+    first = _results(tmp_path / "a", ["replay"], acc=0.5)
+    other = _results(tmp_path / "b", ["der"], acc=0.5, lr=0.01)
+    again = _results(tmp_path / "c", ["replay"], acc=0.5)
+    with pytest.raises(ValueError, match="config 'train' differs"):
+        merge_results.load_merged([first, other])
+    with pytest.raises(ValueError, match="appear in two folders"):
+        merge_results.load_merged([first, again])
