@@ -1,17 +1,17 @@
-"""The ``lifelong`` agent: a meta-learner with a FAISS task memory.
+"""The ``lifelong`` agent: look-ahead steps with stored-logit replay.
 
 Importing this package registers the agent as ``"lifelong"`` in ``lifelong.agents``.
 
-- ``functional``: the maths as pure functions over parameter dicts (La-MAML meta step,
-  stored-logit loss, task embedding).
-- ``LifelongAgent``: the stateful agent (``adapt``, ``observe``, ``predict``, ``end_task``).
+- ``functional``: the maths as pure functions over parameter dicts (look-ahead meta step,
+  stored-logit loss).
+- ``LifelongAgent``: the stateful agent (``start_task``, ``observe``, ``predict``, ``end_task``).
 - ``LifelongStrategy``: its Avalanche front end; ``build_lifelong(context, config)`` builds
   it with any ``LifelongConfig`` (ablations).
 """
 
 from lifelong.agent import functional
 from lifelong.agent.config import LifelongConfig
-from lifelong.agent.core import LifelongAgent, Retrieved
+from lifelong.agent.core import LifelongAgent
 from lifelong.agent.strategy import SCENARIOS, LifelongStrategy, build_lifelong
 
 __all__ = [
@@ -19,7 +19,6 @@ __all__ = [
     "LifelongAgent",
     "LifelongConfig",
     "LifelongStrategy",
-    "Retrieved",
     "build_lifelong",
     "functional",
 ]

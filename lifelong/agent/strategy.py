@@ -3,7 +3,7 @@
 ``LifelongStrategy`` is one level below ``SupervisedTemplate``: it keeps Avalanche's
 experience loop, data loaders, evaluation and plugin callbacks, and replaces only the body of
 a training epoch (each batch goes to ``LifelongAgent.observe``) and the task boundaries
-(``adapt`` before an experience, ``end_task`` after it).
+(``start_task`` before an experience, ``end_task`` after it).
 """
 
 from __future__ import annotations
@@ -42,12 +42,11 @@ class LifelongStrategy(SupervisedTemplate):
 
     def __init__(self, *, agent: LifelongAgent, **kwargs: Any) -> None:
         # The optimizer is never stepped: the agent moves the weights itself.
-        optimizer = torch.optim.SGD(agent.model.parameters(), lr=agent.max_lr)
+        optimizer = torch.optim.SGD(agent.model.parameters(), lr=agent.lr)
         super().__init__(
             model=agent.model, optimizer=optimizer, criterion=nn.CrossEntropyLoss(), **kwargs
         )
         self.agent = agent
-        self.retrievals: list[list[int]] = []
 
     def stored_samples(self) -> int:
         """Samples held in the agent's episodic memory."""
@@ -57,19 +56,13 @@ class LifelongStrategy(SupervisedTemplate):
         """What a run records about the agent beside its metrics.
 
         Returns:
-            ``extra_state_bytes`` (task records and stored logits, kept beside the stored
-            samples) and ``retrieved_tasks`` (for every task, the past tasks retrieved at its
-            start, best first).
+            ``extra_state_bytes``: the stored logits kept beside the stored samples.
         """
-        return {"extra_state_bytes": self.agent.extra_bytes, "retrieved_tasks": self.retrievals}
+        return {"extra_state_bytes": self.agent.extra_bytes}
 
     def _before_training_exp(self, **kwargs: Any) -> None:
         super()._before_training_exp(**kwargs)
-        assert self.experience is not None
-        dataset = self.experience.dataset
-        probe, _ = _tensors(dataset, self.agent.config.probe_samples, self.device)
-        found = self.agent.adapt(probe)
-        self.retrievals.append(list(found.task_ids))
+        self.agent.start_task()
 
     def training_epoch(self, **kwargs: Any) -> None:
         """One pass over the experience's data, one meta step per batch."""
@@ -136,8 +129,8 @@ def build_lifelong(context: AgentContext, config: LifelongConfig | None = None) 
 @register_agent(
     "lifelong",
     description=(
-        "This project's agent: FAISS task memory, retrieval-driven replay with stored "
-        "logits, first-order La-MAML steps with learned learning rates."
+        "This project's agent: two first-order look-ahead steps per batch, replaying "
+        "stored samples with the logits they were stored with."
     ),
     scenarios=SCENARIOS,
     uses_memory=True,
