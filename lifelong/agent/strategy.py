@@ -65,7 +65,7 @@ class LifelongStrategy(SupervisedTemplate):
         self.agent.start_task()
 
     def training_epoch(self, **kwargs: Any) -> None:
-        """One pass over the experience's data, one meta step per batch."""
+        """One pass over the experience's data; each batch goes to ``LifelongAgent.observe``."""
         for batch in self.dataloader:
             if self._stop_training:
                 break
