@@ -8,7 +8,7 @@ Layout, under the run's output folder::
         <agent>__seed<k>.json       a finished job's result record; its .ckpt is then deleted
 
 A job's checkpoint is taken after each training experience *and its evaluation*: the whole
-strategy (model, optimizer, plugins and their buffers, the agent and its FAISS memory, the
+strategy (model, optimizer, plugins and their buffers, the agent and its memories, the
 evaluator's metric history, the clock), the Python, NumPy and torch (CPU and CUDA) random
 states, the number of finished experiences and the job's wall time so far. Every file is
 written atomically (``lifelong.io``), so a kill mid-save leaves the previous one loadable.
