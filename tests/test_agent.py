@@ -246,7 +246,8 @@ def test_replay_draws_only_past_tasks_and_every_past_task():
     strategy, _ = _run(n_tasks=3)
     agent = strategy.agent
     agent.start_task()  # a fourth task: tasks 0, 1 and 2 are in the past
-    drawn = agent.episodic.sample(300, task_weights=dict.fromkeys(agent._past, 1.0))
+    assert agent._replay_weights == {0: 1.0, 1: 1.0, 2: 1.0}
+    drawn = agent.episodic.sample(300, task_weights=agent._replay_weights)
     assert set(drawn.task_id.tolist()) == {0, 1, 2}
     with pytest.raises(RuntimeError, match="start_task"):
         LifelongAgent(MLP(4, 2), 2, lr=0.1, memory_size=5).observe(

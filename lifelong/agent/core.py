@@ -60,7 +60,8 @@ class LifelongAgent:
         self.lr = lr
         self.episodic = EpisodicMemory(memory_size, self.config.memory_policy, seed=seed)
         self.task = -1
-        self._past: dict[int, int] = {}
+        # Every past task weighs alike, however many samples the memory kept of it.
+        self._replay_weights: dict[int, float] = {}
         self._stored_logits: torch.Tensor | None = None
 
     # --- verbs -------------------------------------------------------------------------
@@ -68,7 +69,7 @@ class LifelongAgent:
     def start_task(self) -> None:
         """Begin the next task: replay draws from the tasks stored so far."""
         self.task += 1
-        self._past = dict(self.episodic.task_counts())
+        self._replay_weights = dict.fromkeys(self.episodic.task_counts(), 1.0)
 
     def observe(self, x: torch.Tensor, y: torch.Tensor) -> fn.MetaStep:
         """Learn from one incoming batch: ``steps_per_batch`` meta steps, each with replay.
@@ -79,11 +80,9 @@ class LifelongAgent:
         """
         if self.task < 0:
             raise RuntimeError("call start_task() before observe()")
-        first: fn.MetaStep | None = None
-        for _ in range(self.config.steps_per_batch):
+        first = step = self._meta_step(x, y)
+        for _ in range(self.config.steps_per_batch - 1):
             step = self._meta_step(x, y)
-            first = first or step
-        assert first is not None
         return step._replace(logits=first.logits, inner_loss=first.inner_loss)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
@@ -129,10 +128,9 @@ class LifelongAgent:
         """One meta step on the batch plus a fresh replay draw; updates the model in place."""
         combined = (x, y)
         targets = None
-        if self.config.replay and self._past:
-            # Every past task alike, however many samples the memory kept of it.
+        if self.config.replay and self._replay_weights:
             drawn = self.episodic.sample(
-                self.config.replay_batch, task_weights=dict.fromkeys(self._past, 1.0)
+                self.config.replay_batch, task_weights=self._replay_weights
             )
             combined = (
                 torch.cat([x, drawn.x.to(x.device, x.dtype)]),

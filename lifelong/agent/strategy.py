@@ -79,18 +79,18 @@ class LifelongStrategy(SupervisedTemplate):
 
     def _after_training_exp(self, **kwargs: Any) -> None:
         assert self.experience is not None
-        x, y = _tensors(self.experience.dataset, len(self.experience.dataset), self.device)
+        x, y = _tensors(self.experience.dataset, self.device)
         self.agent.end_task(x, y)
         super()._after_training_exp(**kwargs)
 
 
-def _tensors(dataset: Any, n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``n`` samples of an Avalanche dataset as ``(x, y)`` tensors.
+def _tensors(dataset: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every sample of an Avalanche dataset, in order, as ``(x, y)`` tensors.
 
     Indexing, not a DataLoader: a loader would draw from the global torch RNG and so change
     the run's later random numbers.
     """
-    items = [dataset[i] for i in range(min(n, len(dataset)))]
+    items = [dataset[i] for i in range(len(dataset))]
     x = torch.stack([item[0] for item in items]).to(device)
     y = torch.as_tensor([int(item[1]) for item in items], device=device)
     return x, y
