@@ -19,10 +19,14 @@ from agent_variants import run_variants
 from lifelong.agent import LifelongConfig
 
 ABLATIONS: dict[str, LifelongConfig] = {
+    "ll-no-lookahead": LifelongConfig(lookahead=False),
     "ll-no-distill": LifelongConfig(distill_weight=0.0),
-    "ll-one-step": LifelongConfig(steps_per_batch=1),
+    "ll-no-replay": LifelongConfig(replay=False),
+    "ll-two-steps": LifelongConfig(steps_per_batch=2),
 }
-"""``lifelong``'s default configuration with one component switched off."""
+"""``lifelong``'s default configuration with one component switched off, and with the second
+step per batch that the wall-time limit ruled out (``ll-two-steps``), to show what it costs
+and buys."""
 
 if __name__ == "__main__":
     sys.exit(

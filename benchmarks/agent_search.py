@@ -25,9 +25,19 @@ CANDIDATES: dict[str, Mapping[str, Any]] = {
     "c-distill": {"distill_weight": 0.5, "steps_per_batch": 1},
     "c-distill1": {"distill_weight": 1.0, "steps_per_batch": 1},
     "c-distill-2steps": {"distill_weight": 0.5, "steps_per_batch": 2},
+    "c-distill-replay100": {"distill_weight": 0.5, "steps_per_batch": 1, "replay_batch": 100},
+    "c-no-lookahead": {"distill_weight": 0.5, "steps_per_batch": 1, "lookahead": False},
+    "c-no-lookahead-2steps": {"distill_weight": 0.5, "steps_per_batch": 2, "lookahead": False},
+    "c-no-lookahead-2steps-distill1": {
+        "distill_weight": 1.0,
+        "steps_per_batch": 2,
+        "lookahead": False,
+    },
 }
-"""The search that set today's defaults (commit 5f924d4) also crossed these with replay
-weightings towards retrieved tasks; those were removed after they helped nowhere."""
+"""The search that set ``distill_weight`` (commit 5f924d4) also crossed these with replay
+weightings towards retrieved tasks; those were removed after they helped nowhere. The
+second search (``steps_per_batch``, ``replay_batch``) added split-omniglot, where two steps
+per batch cost more than twice replay's wall time."""
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ OUT=${1:-runs/agent_vs_baselines}
 MNIST=${MNIST_ROOT:-../shared/data/mnist}
 OMNIGLOT=${OMNIGLOT_ROOT:-../shared/data/omniglot}
 BASELINES=naive,replay,der,er-ace,agem,gem,mir,lamaml
-VARIANTS=ll-no-distill,ll-one-step
+VARIANTS=ll-no-lookahead,ll-no-distill,ll-no-replay,ll-two-steps
 RESULTS=benchmarks/results/agent_vs_baselines
 mkdir -p "$RESULTS"
 # split-omniglot gets 10 epochs for every agent: with 15 drawings per character, one epoch

@@ -84,6 +84,10 @@ class Neighbours(NamedTuple):
     task_id: torch.Tensor
 
 
+_ProbabilityCache = tuple[tuple[Any, ...], tuple[torch.Tensor, torch.Tensor]]
+"""``(key, (probabilities, stored task ids))`` of ``EpisodicMemory._cached_probabilities``."""
+
+
 def _int_vector(values: Any, name: str, length: int) -> np.ndarray:
     if isinstance(values, bool):
         raise TypeError(f"{name} must be integers, got {values!r}")
@@ -164,6 +168,9 @@ class EpisodicMemory:
         self._seen = 0
         self._seen_per_class: dict[int, int] = {}
         self._seen_per_task: dict[int, int] = {}
+        # Per-slot draw probabilities of the last task weighting, valid while the stored
+        # tasks are unchanged: a replaying learner draws with the same weights every step.
+        self._probability_cache: _ProbabilityCache | None = None
 
     @property
     def capacity(self) -> int:
@@ -318,7 +325,7 @@ class EpisodicMemory:
         if task_weights is None:
             chosen = torch.randperm(self._size, generator=generator)[:n]
             return self._take(chosen)
-        probabilities = self._sample_probabilities(task_weights)
+        probabilities = self._cached_probabilities(task_weights)
         available = int((probabilities > 0).sum())
         chosen = torch.multinomial(
             probabilities, min(n, available), replacement=False, generator=generator
@@ -611,9 +618,22 @@ class EpisodicMemory:
         self._y = _grow(self._y, new)
         self._task = _grow(self._task, new)
 
-    def _sample_probabilities(self, task_weights: Mapping[int, float]) -> torch.Tensor:
+    def _cached_probabilities(self, task_weights: Mapping[int, float]) -> torch.Tensor:
         if not isinstance(task_weights, Mapping):
             raise TypeError(f"task_weights must map task id to weight, got {task_weights!r}")
+        # The stored task ids themselves are part of the key (a few hundred int64s compare in
+        # microseconds), so no mutation of the buffers can leave a stale entry behind.
+        stored = self._task[: self._size]
+        key = tuple(task_weights.items())
+        # getattr: memories pickled before the cache existed lack the attribute.
+        cached = getattr(self, "_probability_cache", None)
+        if cached is not None and cached[0] == key and torch.equal(cached[1][1], stored):
+            return cached[1][0]
+        probabilities = self._sample_probabilities(task_weights)
+        self._probability_cache = (key, (probabilities, stored.clone()))
+        return probabilities
+
+    def _sample_probabilities(self, task_weights: Mapping[int, float]) -> torch.Tensor:
         counts = self.task_counts()
         weights = torch.zeros(max(counts) + 1, dtype=torch.float64)
         for task, weight in task_weights.items():

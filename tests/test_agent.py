@@ -110,6 +110,18 @@ def test_meta_step_is_two_sgd_steps_from_the_chosen_start(commit):
         torch.testing.assert_close(step.params[name], start[name] - 0.1 * g_meta[name])
 
 
+def test_meta_step_without_lookahead_is_one_sgd_step_on_the_combined_batch():
+    model, x, y = _model_and_batch()
+    params = _params(model)
+    combined = (torch.cat([x, x[:3]]), torch.cat([y, y[:3]]))
+    step = fn.meta_step(model, params, (x, y), combined, lr=0.1, lookahead=False)
+    _, grads, logits = fn.loss_and_grads(model, params, *combined)
+    for name in params:
+        torch.testing.assert_close(step.params[name], params[name] - 0.1 * grads[name])
+    torch.testing.assert_close(step.logits, logits[: len(x)])
+    torch.testing.assert_close(step.inner_loss, cross_entropy(logits[: len(x)], y))
+
+
 def test_logit_targets_add_the_squared_error_of_the_last_rows():
     model, x, y = _model_and_batch()
     params = _params(model)
@@ -217,6 +229,7 @@ def test_memory_budget_and_record_accounting():
     "switches",
     [
         {"commit_lookahead": False},
+        {"lookahead": False},
         {"replay": False},
         {"memory_policy": "task_balanced"},
         {"distill_weight": 0.0},

@@ -132,6 +132,37 @@ def test_sample_sizes_and_task_weights():
     assert len(empty.x) == len(empty.y) == 0
 
 
+@pytest.mark.parametrize("policy", ["reservoir", "class_balanced"])
+def test_weighted_sampling_follows_the_memory_as_it_changes(policy):
+    """Repeated weighted draws (cached probabilities) see every later add and removal."""
+    memory = EpisodicMemory(40, policy, seed=0)
+    memory.add_batch(torch.randn(30, 3), torch.arange(30) % 3, 0)
+    weights = {0: 1.0}
+    assert set(memory.sample(40, weights).task_id.tolist()) == {0}
+    # Same size, same weights, different contents: task 1 replaces stored samples.
+    memory.add_batch(torch.randn(60, 3), torch.arange(60) % 3 + 3, 1)
+    assert len(memory) == 40
+    assert len(memory.sample(40, weights).slot) == memory.task_counts()[0] < 30
+    both = memory.sample(40, {0: 1.0, 1: 1.0})
+    assert set(both.task_id.tolist()) == {0, 1}
+    memory.remove_task(0)
+    with pytest.raises(UnknownIdError, match="task_weights names task 0"):
+        memory.sample(5, weights)
+    assert set(memory.sample(40, {1: 1.0}).task_id.tolist()) == {1}
+
+
+def test_cached_weighted_draws_equal_fresh_ones():
+    memory = EpisodicMemory(50, "class_balanced", seed=0)
+    for task in range(3):
+        memory.add_batch(torch.randn(40, 3), torch.arange(40) % 4 + 4 * task, task)
+    weights = {0: 1.0, 1: 2.0, 2: 1.0}
+    memory.sample(5, weights)  # fills the cache
+    cached = memory.sample(20, weights, torch.Generator().manual_seed(1))
+    memory._probability_cache = None
+    fresh = memory.sample(20, weights, torch.Generator().manual_seed(1))
+    assert torch.equal(cached.slot, fresh.slot)
+
+
 @pytest.mark.parametrize("metric", ["l2", "cosine"])
 def test_nearest_matches_brute_force_over_stored_features(metric):
     memory = EpisodicMemory(200, feature_dim=5, metric=metric, seed=0)

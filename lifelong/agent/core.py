@@ -146,12 +146,12 @@ class LifelongAgent:
             (x, y),
             combined,
             lr=self.lr,
+            lookahead=self.config.lookahead,
             commit_lookahead=self.config.commit_lookahead,
             targets=targets,
         )
         with torch.no_grad():
-            for name, param in params.items():
-                param.copy_(step.params[name])
+            torch._foreach_copy_(list(params.values()), [step.params[k] for k in params])
         return step
 
     def _store_logits(self, x: torch.Tensor, slots: torch.Tensor) -> None:

@@ -129,7 +129,7 @@ def build_lifelong(context: AgentContext, config: LifelongConfig | None = None) 
 @register_agent(
     "lifelong",
     description=(
-        "This project's agent: two first-order look-ahead steps per batch, replaying "
+        "This project's agent: a first-order look-ahead step per batch, replaying "
         "stored samples with the logits they were stored with."
     ),
     scenarios=SCENARIOS,
