@@ -11,17 +11,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export OMP_WAIT_POLICY=PASSIVE
 OUT=${1:-runs/agent_vs_baselines}
-MNIST=${MNIST_ROOT:-../shared/data/mnist}
-OMNIGLOT=${OMNIGLOT_ROOT:-../shared/data/omniglot}
+source benchmarks/issue4_streams.sh
 BASELINES=naive,replay,der,er-ace,agem,gem,mir,lamaml
 VARIANTS=ll-no-lookahead,ll-no-distill,ll-no-replay,ll-two-steps
 RESULTS=benchmarks/results/agent_vs_baselines
 mkdir -p "$RESULTS"
-# split-omniglot gets 10 epochs for every agent: with 15 drawings per character, one epoch
-# leaves even the upper bound (cumulative) at chance on held-out training data (1.2% of 136
-# classes); 10 epochs reached 34.1% and 20 epochs 32.5% (seed 0, --validation-fraction 0.2).
-for spec in "split-mnist $MNIST 1" "rotated-mnist $MNIST 1" "permuted-mnist $MNIST 1" \
-            "recurring-rotated-mnist $MNIST 1" "split-omniglot $OMNIGLOT 10"; do
+for spec in "${ISSUE4_STREAMS[@]}"; do
   read -r stream root epochs <<< "$spec"
   agents=$BASELINES
   # The upper bound shows how far from learnable split-omniglot is at all.

@@ -262,8 +262,8 @@ def _job_record(
 ) -> dict[str, Any]:
     evaluator = strategy.evaluator
     matrix = accuracy_matrix_from_evaluator(evaluator, stream.n_tasks)
-    # An agent may report more about itself (``lifelong``: bytes kept beside the stored
-    # samples, and which past tasks it retrieved for each task).
+    # An agent may report more about itself (``lifelong``: the bytes it keeps beside the
+    # stored samples).
     own_report = getattr(strategy, "run_report", None)
     return {
         "agent": job.agent,
