@@ -63,6 +63,12 @@ def _pm(row: Mapping[str, Any], key: str) -> str:
     return f"{100 * row[f'{key}_mean']:.1f} ± {100 * row[f'{key}_std']:.1f}"
 
 
+def _time(row: Mapping[str, Any], phase: str) -> str:
+    """A job's training or evaluation seconds: the run's own split, else Avalanche's."""
+    value = row.get(f"{phase}_time_s_mean", row.get(f"avalanche_{phase}_time_s_mean"))
+    return "" if value is None else f"{value:.1f}"
+
+
 def comparison_markdown(merged: Mapping[str, Any], ours: str = "lifelong") -> str:
     """A markdown table of every agent and a line on ``ours`` against the best other agent."""
     rows = merged["summary"]
@@ -79,7 +85,7 @@ def comparison_markdown(merged: Mapping[str, Any], ours: str = "lifelong") -> st
         lines.append(
             f"| {row['agent']} | {_pm(row, 'acc')} | {_pm(row, 'bwt')} | {_pm(row, 'fwt')} | "
             f"{_pm(row, 'forgetting')} | {row['wall_time_s_mean']:.1f} | "
-            f"{row['avalanche_train_time_s_mean']:.1f} | {row['avalanche_eval_time_s_mean']:.1f} |"
+            f"{_time(row, 'train')} | {_time(row, 'eval')} |"
         )
     lines += ["", *_verdict(rows, ours), *_retrieval(merged["runs"], ours), ""]
     return "\n".join(lines)

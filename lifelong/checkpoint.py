@@ -4,10 +4,11 @@ Layout, under the run's output folder::
 
     checkpoints/
         config.json                 the resolved RunConfig, written when the run starts
-        <agent>__seed<k>.ckpt       a running job's latest state, replaced after every experience
+        <agent>__seed<k>.ckpt       a running job's latest state, replaced as it goes on
         <agent>__seed<k>.json       a finished job's result record; its .ckpt is then deleted
 
-A job's checkpoint is taken after each training experience *and its evaluation*: the whole
+A job's checkpoint is taken after a training experience *and its evaluation*, once
+``RunConfig.checkpoint_every_s`` seconds have passed since its last one: the whole
 strategy (model, optimizer, plugins and their buffers, the agent and its memories, the
 evaluator's metric history, the clock), the Python, NumPy and torch (CPU and CUDA) random
 states, the number of finished experiences and the job's wall time so far. Every file is
@@ -256,6 +257,9 @@ class CheckpointPlugin(SupervisedPlugin):
         wall_time_s: Wall time the job had spent before this process took over. This
             session's clock starts now: build the plugin right before training.
         exclude_plugins: The run's own plugins, left out of the checkpoint.
+        every_s: Save after an experience only once this many seconds of the job's wall
+            time have passed since the last save (or the start); ``0`` saves after every
+            experience.
     """
 
     def __init__(
@@ -264,13 +268,18 @@ class CheckpointPlugin(SupervisedPlugin):
         *,
         wall_time_s: float = 0.0,
         exclude_plugins: Sequence[SupervisedPlugin] = (),
+        every_s: float = 0.0,
     ) -> None:
         super().__init__()
+        if not every_s >= 0:
+            raise ValueError(f"every_s is {every_s!r}; it must be 0 or more seconds")
         self._path = path
         self._exclude = [*exclude_plugins, self]
         self._earlier = wall_time_s
         self._started = time.perf_counter()
         self._saving = 0.0
+        self._every = every_s
+        self._last_save = wall_time_s
 
     @property
     def wall_time_s(self) -> float:
@@ -278,7 +287,9 @@ class CheckpointPlugin(SupervisedPlugin):
         return self._earlier + time.perf_counter() - self._started - self._saving
 
     def after_training_exp(self, strategy: Any, *args: Any, **kwargs: Any) -> None:
-        """Save the strategy as it is after this experience and its evaluation."""
+        """Save the strategy as it is after this experience and its evaluation, if due."""
+        if self.wall_time_s - self._last_save < self._every:
+            return
         began = time.perf_counter()
         save_checkpoint(
             self._path,
@@ -289,6 +300,7 @@ class CheckpointPlugin(SupervisedPlugin):
         )
         # Saving is bookkeeping, not training: keep it out of the reported wall time.
         self._saving += time.perf_counter() - began
+        self._last_save = self.wall_time_s
 
 
 def _dumps(payload: Any) -> bytes:

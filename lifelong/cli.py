@@ -104,6 +104,25 @@ def build_parser() -> argparse.ArgumentParser:
     add("--workers", type=int, help="parallel runs for --executor process")
     add("--ray-address", help="Ray cluster address for --executor ray")
     add("--threads", type=int, help="torch CPU threads per run (default 1)")
+    add(
+        "--evaluator",
+        choices=("tensor", "avalanche"),
+        help="measure the accuracy matrix from the test tensors, or through Avalanche's "
+        "EvaluationPlugin, which also records Avalanche's own metrics (default tensor)",
+    )
+    add(
+        "--checkpoint-every",
+        type=float,
+        metavar="SECONDS",
+        help="save a job's checkpoint after an experience once this long has passed since "
+        "its last one; 0 saves after every experience (default 30)",
+    )
+    add(
+        "--ram-metrics",
+        action="store_true",
+        default=None,
+        help="sample memory use from a background thread and record the peak",
+    )
     add("--config", type=Path, help="YAML or TOML file with settings; flags override it")
     add("--list", action="store_true", help="list streams and agents, then exit")
     add("--quiet", action="store_true", help="no progress bar")
@@ -146,6 +165,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         workers=args.workers,
         ray_address=args.ray_address,
         threads=args.threads,
+        evaluator=args.evaluator,
+        ram_metrics=args.ram_metrics,
+        checkpoint_every_s=args.checkpoint_every,
     )
     if args.agents is not None:
         run_updates["agents"] = tuple(a.strip() for a in args.agents.split(",") if a.strip())

@@ -17,6 +17,7 @@ import yaml
 
 EXECUTORS = ("local", "process", "ray")
 DEVICES = ("auto", "cpu", "cuda")
+EVALUATORS = ("tensor", "avalanche")
 
 
 class ConfigError(ValueError):
@@ -90,6 +91,17 @@ class RunConfig:
             a local one.
         threads: Torch CPU threads per run. Fixed so that results do not depend on the
             executor, and so that parallel runs do not oversubscribe the cores.
+        evaluator: ``tensor`` computes the accuracy matrix with one batched pass over each
+            test set's tensors (``lifelong.tensor_evaluator``); ``avalanche`` evaluates
+            through Avalanche's ``EvaluationPlugin`` and also records Avalanche's own metric
+            values. Both give the same matrix; ``tensor`` is several times faster.
+        ram_metrics: Sample the process's memory from a background thread (Avalanche's
+            ``ram_usage_metrics``) and record the peak; off, no thread runs.
+        checkpoint_every_s: A job saves its checkpoint after an experience once this many
+            seconds of its wall time have passed since its last one (``0``: after every
+            experience). A save writes the whole strategy, replay buffers and the data sets
+            they point into included (tens of MB on a 20-task MNIST stream), so a short job
+            saves none and a killed one reruns at most this long.
     """
 
     stream: StreamConfig = field(default_factory=StreamConfig)
@@ -102,6 +114,9 @@ class RunConfig:
     workers: int | None = None
     ray_address: str | None = None
     threads: int = 1
+    evaluator: str = "tensor"
+    ram_metrics: bool = False
+    checkpoint_every_s: float = 30.0
 
 
 def validate(config: RunConfig) -> RunConfig:
@@ -164,6 +179,14 @@ def validate(config: RunConfig) -> RunConfig:
         f"--workers must be at least 1, got {config.workers}",
     )
     _require(config.threads >= 1, f"--threads must be at least 1, got {config.threads}")
+    _require(
+        config.checkpoint_every_s >= 0,
+        f"--checkpoint-every must be 0 or more seconds, got {config.checkpoint_every_s}",
+    )
+    _require(
+        config.evaluator in EVALUATORS,
+        f"--evaluator must be one of {', '.join(EVALUATORS)}, got {config.evaluator!r}",
+    )
     return config
 
 

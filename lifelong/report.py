@@ -85,9 +85,11 @@ SUMMARY_KEYS = (
     "wall_time_s_mean",
 )
 """Keys every summary row has, in order; ``{key}_mean`` of each ``avalanche_*`` run key
-present follows them."""
+and timing split present follows them."""
 
 _AVALANCHE_PREFIX = "avalanche_"
+_TIMING_KEYS = ("train_time_s", "eval_time_s")
+"""Run keys averaged into the summary when present: the job's wall time, split."""
 
 METRIC_NOTE = (
     "Metrics of the accuracy matrix R (row 0 before training, row i after task i): "
@@ -112,8 +114,9 @@ def summarize_runs(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         One dict per agent, in order of the agent's first run, with the keys of
         :data:`SUMMARY_KEYS`: ``n_seeds`` is the agent's number of runs; ``*_std`` is the
         sample standard deviation (``ddof=1``) over them, 0.0 for a single run. Then, for
-        every ``avalanche_*`` key found in the agent's runs, ``{key}_mean``: its mean over the
-        runs that have it (peak RAM, for one, is only present when it was measured).
+        every ``avalanche_*``, ``train_time_s`` and ``eval_time_s`` key found in the agent's
+        runs, ``{key}_mean``: its mean over the runs that have it (peak RAM, for one, is
+        only present when it was measured).
 
     Raises:
         ValueError: If ``runs`` is empty, a run lacks a key, a value is not a finite number,
@@ -132,7 +135,7 @@ def summarize_runs(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             row[f"{name}_mean"] = _mean(values)
             row[f"{name}_std"] = _sample_std(values)
         row["wall_time_s_mean"] = _mean([float(run["wall_time_s"]) for run in agent_runs])
-        for key in _avalanche_keys(agent_runs):
+        for key in _averaged_extra_keys(agent_runs):
             row[f"{key}_mean"] = _mean([float(run[key]) for run in agent_runs if key in run])
         summary.append(row)
     return summary
@@ -372,11 +375,13 @@ def _check_number(value: Any, where: str) -> None:
         raise ValueError(f"{where} is {value!r}; it must be a finite number")
 
 
-def _avalanche_keys(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+def _averaged_extra_keys(runs: Sequence[Mapping[str, Any]]) -> list[str]:
     keys: dict[str, None] = {}
     for run in runs:
         for key in run:
-            if isinstance(key, str) and key.startswith(_AVALANCHE_PREFIX):
+            if isinstance(key, str) and (
+                key.startswith(_AVALANCHE_PREFIX) or key in _TIMING_KEYS
+            ):
                 keys.setdefault(key, None)
     return list(keys)
 

@@ -22,11 +22,13 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from avalanche.core import SupervisedPlugin
+from avalanche.models.dynamic_modules import avalanche_model_adaptation
+from avalanche.models.utils import is_multi_task_module
 from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
 from avalanche.training.templates.base_sgd import PeriodicEval
@@ -52,18 +54,22 @@ from lifelong.checkpoint import (
 )
 from lifelong.config import ConfigError, RunConfig, StreamConfig, config_to_dict, validate
 from lifelong.evaluation import (
+    RAM_SAMPLE_INTERVAL_S,
     accuracy_matrix_from_evaluator,
     avalanche_stream_metrics,
     make_evaluator,
+    peak_ram_mb,
 )
 from lifelong.metrics import summarize_matrix
 from lifelong.models import build_model
 from lifelong.report import summarize_runs, write_outputs
+from lifelong.tensor_evaluator import IsolatedEvalRandomness, TensorEvaluator, test_sets_of
 from streams import StreamSpec, TaskStream, make_stream, with_validation_split
 
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[], None]
+_P = TypeVar("_P", bound=SupervisedPlugin)
 
 
 @dataclass(frozen=True)
@@ -197,7 +203,10 @@ def run_job(job: Job, on_experience: ProgressCallback | None = None) -> dict[str
         train_stream = stream.benchmark.train_stream
         started = time.perf_counter()
         if finished < len(train_stream):
-            strategy.train(train_stream[finished:], eval_streams=[stream.benchmark.test_stream])
+            # The tensor evaluator is a plugin of its own; only Avalanche's needs the stream.
+            tensor_path = job.config.evaluator == "tensor"
+            eval_streams = None if tensor_path else [stream.benchmark.test_stream]
+            strategy.train(train_stream[finished:], eval_streams=eval_streams)
         # The checkpointer's clock spans every session of the job and leaves out its saves.
         wall_time = checkpointer.wall_time_s if checkpointer else time.perf_counter() - started
     record = _job_record(job, stream, strategy, wall_time)
@@ -230,11 +239,17 @@ def _start_job(
         earlier_wall_time = loaded.wall_time_s
         strategy.plugins = [*plugins, *strategy.plugins]
         _skip_initial_eval(strategy)
+        tensor_evaluator = _find_plugin(strategy, TensorEvaluator)
+        if tensor_evaluator is not None:
+            tensor_evaluator.attach(test_sets_of(stream.benchmark.test_stream, strategy.device))
     else:
         strategy, _ = _build_strategy(job, stream, plugins)
     # Last, after Avalanche's periodic evaluation and clock, whose results it saves.
     checkpointer = CheckpointPlugin(
-        files.checkpoint, wall_time_s=earlier_wall_time, exclude_plugins=plugins
+        files.checkpoint,
+        wall_time_s=earlier_wall_time,
+        exclude_plugins=plugins,
+        every_s=job.config.checkpoint_every_s,
     )
     strategy.plugins.append(checkpointer)
     return strategy, finished, checkpointer
@@ -260,8 +275,17 @@ def _report(callback: ProgressCallback | None, times: int) -> None:
 def _job_record(
     job: Job, stream: TaskStream, strategy: SupervisedTemplate, wall_time: float
 ) -> dict[str, Any]:
-    evaluator = strategy.evaluator
-    matrix = accuracy_matrix_from_evaluator(evaluator, stream.n_tasks)
+    tensor_evaluator = _find_plugin(strategy, TensorEvaluator)
+    if tensor_evaluator is not None:
+        matrix = tensor_evaluator.matrix(stream.n_tasks)
+        eval_time, avalanche_metrics = tensor_evaluator.eval_time_s, {}
+    else:
+        matrix = accuracy_matrix_from_evaluator(strategy.evaluator, stream.n_tasks)
+        isolation = _find_plugin(strategy, IsolatedEvalRandomness)
+        eval_time = isolation.eval_time_s if isolation is not None else 0.0
+        avalanche_metrics = avalanche_stream_metrics(strategy.evaluator)
+    peak = peak_ram_mb(strategy.evaluator) if tensor_evaluator is not None else None
+    ram = {} if peak is None else {"avalanche_peak_ram_mb": peak}
     # An agent may report more about itself (``lifelong``: the bytes it keeps beside the
     # stored samples).
     own_report = getattr(strategy, "run_report", None)
@@ -272,8 +296,11 @@ def _job_record(
         # The seed can change which distribution each task comes from (recurring streams).
         "task_identities": list(stream.task_identities),
         **summarize_matrix(matrix),
-        **avalanche_stream_metrics(evaluator),
+        **avalanche_metrics,
+        **ram,
         "wall_time_s": wall_time,
+        "eval_time_s": eval_time,
+        "train_time_s": max(wall_time - eval_time, 0.0),
         **(own_report() if callable(own_report) else {}),
     }
 
@@ -288,9 +315,46 @@ def _build_strategy(
     model = build_model(
         stream.scenario, stream.input_shape, stream.n_classes, config.train.hidden
     ).to(device)
-    evaluator = make_evaluator()
+    _add_every_head(model, stream)
+    ram_interval = RAM_SAMPLE_INTERVAL_S if config.ram_metrics else None
+    evaluator = make_evaluator(ram_interval_s=ram_interval, metrics=config.evaluator != "tensor")
     context = AgentContext(model, config.train, facts, device, evaluator, plugins, job.seed)
-    return make_agent(job.agent, context), evaluator
+    strategy = make_agent(job.agent, context)
+    if config.evaluator == "tensor":
+        test_sets = test_sets_of(stream.benchmark.test_stream, device)
+        _replace_periodic_eval(strategy, TensorEvaluator(test_sets, config.train.eval_batch_size))
+    else:
+        strategy.plugins.insert(0, IsolatedEvalRandomness())
+    return strategy, evaluator
+
+
+def _add_every_head(model: torch.nn.Module, stream: TaskStream) -> None:
+    """Give a multi-head model the heads of every task now, under the run's seed.
+
+    Avalanche adds a task's head when the model first meets the task, in training or in an
+    evaluation. Made up front, the heads are the same whichever evaluator runs (the tensor
+    evaluator meets no experience objects) and whenever the first evaluation happens.
+    """
+    if is_multi_task_module(model):
+        for experience in stream.benchmark.train_stream:
+            avalanche_model_adaptation(model, experience)
+
+
+def _replace_periodic_eval(strategy: SupervisedTemplate, evaluator: TensorEvaluator) -> None:
+    """Put ``evaluator`` where Avalanche's periodic evaluation sits, removing that one.
+
+    There it sees the model after the same ``after_training_exp`` callbacks as Avalanche's
+    evaluation would. A strategy without one gets the evaluator last.
+    """
+    for index, plugin in enumerate(strategy.plugins):
+        if isinstance(plugin, PeriodicEval):
+            strategy.plugins[index] = evaluator
+            return
+    strategy.plugins.append(evaluator)
+
+
+def _find_plugin(strategy: SupervisedTemplate, kind: type[_P]) -> _P | None:
+    return next((p for p in strategy.plugins if isinstance(p, kind)), None)
 
 
 def _preflight(config: RunConfig, stream: TaskStream) -> None:

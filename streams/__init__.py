@@ -15,7 +15,7 @@ from streams.registry import (
     register_stream,
     resolve_stream,
 )
-from streams.tensors import TaskData, tensor_stream
+from streams.tensors import TaskData, attach_tensors, dataset_tensors, tensor_stream
 from streams.transforms import recurring_schedule
 from streams.validation import with_validation_split
 
@@ -28,7 +28,9 @@ __all__ = [
     "TaskData",
     "TaskStream",
     "UnknownStreamError",
+    "attach_tensors",
     "available_streams",
+    "dataset_tensors",
     "make_stream",
     "recurring_schedule",
     "register_stream",

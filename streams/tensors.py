@@ -33,7 +33,7 @@ from avalanche.benchmarks.utils import (
 
 from streams.base import Scenario, StreamError, TaskStream
 
-__all__ = ["TaskData", "tensor_stream"]
+__all__ = ["TaskData", "attach_tensors", "dataset_tensors", "tensor_stream"]
 
 TaskData = tuple[torch.Tensor, torch.Tensor]
 """One task's data: inputs ``x`` (float, ``(N, *input_shape)``) and labels ``y`` (``(N,)``)."""
@@ -203,4 +203,49 @@ def _identities(name: str, task_identities: Sequence[int] | None, n_tasks: int) 
 
 
 def _dataset(x: torch.Tensor, y: torch.Tensor, task_label: int) -> AvalancheDataset:
-    return _make_taskaware_tensor_classification_dataset(x, y, task_labels=task_label, targets=y)
+    dataset = _make_taskaware_tensor_classification_dataset(
+        x, y, task_labels=task_label, targets=y
+    )
+    return attach_tensors(dataset, x, y)
+
+
+_TENSORS = "_lifelong_tensors"
+"""The attribute under which a data set built here keeps the tensors it was built from."""
+
+
+def attach_tensors(dataset: AvalancheDataset, x: torch.Tensor, y: torch.Tensor) -> AvalancheDataset:
+    """Let :func:`dataset_tensors` read ``dataset`` as the tensors ``(x, y)`` it holds.
+
+    Args:
+        dataset: A data set whose sample ``i`` is ``(x[i], y[i], ...)``.
+        x: Its inputs, in order.
+        y: Its labels, in order.
+
+    Returns:
+        ``dataset`` itself.
+    """
+    setattr(dataset, _TENSORS, (x, y))
+    return dataset
+
+
+def dataset_tensors(dataset: AvalancheDataset) -> TaskData:
+    """Every sample of a data set, in order, as ``(x, y)`` tensors (float32 and int64).
+
+    A data set that ``tensor_stream`` or ``with_validation_split`` built hands back the
+    tensors it was made from, at no cost. Any other is read once, sample by sample:
+    indexing rather than a ``DataLoader``, which would draw from the global torch random
+    generator and so change the run's later random numbers.
+
+    Args:
+        dataset: A data set whose samples are ``(x, y, ...)``.
+
+    Returns:
+        ``(x, y)``: inputs stacked along a new first dimension, and labels.
+    """
+    held = getattr(dataset, _TENSORS, None)
+    if held is not None:
+        return held
+    items = [dataset[i] for i in range(len(dataset))]
+    x = torch.stack([torch.as_tensor(item[0]) for item in items]).to(torch.float32)
+    y = torch.as_tensor([int(item[1]) for item in items], dtype=torch.int64)
+    return x, y

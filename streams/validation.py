@@ -16,8 +16,10 @@ from avalanche.benchmarks.scenarios import (
     with_classes_timeline,
     with_task_labels,
 )
+from avalanche.benchmarks.utils import AvalancheDataset
 
 from streams.base import StreamError, TaskStream
+from streams.tensors import attach_tensors, dataset_tensors
 from streams.transforms import VALIDATION, derived_rng
 
 __all__ = ["with_validation_split"]
@@ -45,7 +47,8 @@ def with_validation_split(stream: TaskStream, fraction: float, seed: int) -> Tas
         raise StreamError(
             f"validation fraction is {fraction}; pass a share strictly between 0 and 1, e.g. 0.2"
         )
-    train, held_out = [], []
+    train: list[AvalancheDataset] = []
+    held_out: list[AvalancheDataset] = []
     for t, experience in enumerate(stream.benchmark.train_stream):
         dataset = experience.dataset
         n_examples = len(dataset)
@@ -57,8 +60,11 @@ def with_validation_split(stream: TaskStream, fraction: float, seed: int) -> Tas
                 "one example on each side"
             )
         order = torch.from_numpy(derived_rng(seed, VALIDATION, t).permutation(n_examples))
-        held_out.append(dataset.subset(order[:n_held_out].sort().values.tolist()))
-        train.append(dataset.subset(order[n_held_out:].sort().values.tolist()))
+        x, y = dataset_tensors(dataset)
+        for part, into in ((order[:n_held_out], held_out), (order[n_held_out:], train)):
+            indices = part.sort().values
+            subset = dataset.subset(indices.tolist())
+            into.append(attach_tensors(subset, x[indices], y[indices]))
     benchmark = benchmark_from_datasets(train=train, test=held_out)
     return replace(
         stream,

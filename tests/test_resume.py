@@ -30,6 +30,7 @@ TINY = RunConfig(
     agents=("replay", "lifelong"),
     seeds=(0,),
     train=TrainConfig(epochs=1, memory_size=60),
+    checkpoint_every_s=0.0,
 )
 
 
@@ -156,6 +157,7 @@ def test_cli_resumes_a_killed_run_in_worker_processes(uninterrupted, tmp_path):
     out = tmp_path / "run"
     flags = ["--stream", "split-digits", "--n-tasks", "3", "--agents", "replay,lifelong"]
     flags += ["--seeds", "0", "--memory-size", "60", "--epochs", "1", "--quiet"]
+    flags += ["--checkpoint-every", "0"]
     script = [sys.executable, str(REPO / "run_stream.py")]
     process = subprocess.Popen([*script, *flags, "--out", str(out)], cwd=REPO)
     try:
@@ -180,3 +182,19 @@ def test_cli_resumes_a_killed_run_in_worker_processes(uninterrupted, tmp_path):
     resumed = json.loads((out / "results.json").read_text())
     assert _measured(resumed) == _measured(uninterrupted)
     assert resumed["config"]["executor"] == "process"
+
+
+@pytest.mark.parametrize(("every_s", "saved_after"), [(0.0, [1, 2, 3]), (3600.0, [])])
+def test_a_job_checkpoints_only_once_its_interval_has_passed(
+    every_s, saved_after, tmp_path, monkeypatch
+):
+    checkpoint_module = importlib.import_module("lifelong.checkpoint")
+    saved: list[int] = []
+
+    def record(path, strategy, **kwargs):
+        saved.append(kwargs["finished"])
+
+    monkeypatch.setattr(checkpoint_module, "save_checkpoint", record)
+    config = replace(TINY, agents=("replay",), checkpoint_every_s=every_s, out=str(tmp_path))
+    run(config, progress=False)
+    assert saved == saved_after

@@ -1,8 +1,8 @@
 """The ``lifelong`` agent as an Avalanche strategy, registered in ``lifelong.agents``.
 
 ``LifelongStrategy`` is one level below ``SupervisedTemplate``: it keeps Avalanche's
-experience loop, data loaders, evaluation and plugin callbacks, and replaces only the body of
-a training epoch (each batch goes to ``LifelongAgent.observe``) and the task boundaries
+experience loop and plugin callbacks, and replaces the body of a training epoch (shuffled
+batches of the experience's tensors go to ``LifelongAgent.observe``) and the task boundaries
 (``start_task`` before an experience, ``end_task`` after it).
 """
 
@@ -17,10 +17,14 @@ from torch import nn
 from lifelong.agent.config import LifelongConfig
 from lifelong.agent.core import LifelongAgent
 from lifelong.agents import AgentContext, register_agent
-from streams import Scenario
+from streams import Scenario, dataset_tensors
 
 SCENARIOS = frozenset({Scenario.CLASS_INCREMENTAL, Scenario.DOMAIN_INCREMENTAL})
 """Single-head scenarios; task-incremental (multi-head) models are not supported yet."""
+
+
+_NO_DATA = (torch.empty(0), torch.empty(0, dtype=torch.long))
+"""The strategy's task data between experiences (nothing, so checkpoints stay small)."""
 
 
 class LifelongStrategy(SupervisedTemplate):
@@ -47,6 +51,7 @@ class LifelongStrategy(SupervisedTemplate):
             model=agent.model, optimizer=optimizer, criterion=nn.CrossEntropyLoss(), **kwargs
         )
         self.agent = agent
+        self._task_data = _NO_DATA
 
     def stored_samples(self) -> int:
         """Samples held in the agent's episodic memory."""
@@ -62,14 +67,26 @@ class LifelongStrategy(SupervisedTemplate):
 
     def _before_training_exp(self, **kwargs: Any) -> None:
         super()._before_training_exp(**kwargs)
+        assert self.experience is not None
+        x, y = dataset_tensors(self.experience.dataset)
+        self._task_data = (x.to(self.device), y.to(self.device))
         self.agent.start_task()
 
     def training_epoch(self, **kwargs: Any) -> None:
-        """One pass over the experience's data; each batch goes to ``LifelongAgent.observe``."""
-        for batch in self.dataloader:
+        """One shuffled pass over the experience's tensors; each batch goes to ``observe``.
+
+        Batches come straight from the experience's tensors, not through a data loader's
+        per-sample indexing; the shuffle draws from torch's global generator, as the
+        loader's would.
+        """
+        x, y = self._task_data
+        order = torch.randperm(len(y))
+        no_task = torch.zeros(self.train_mb_size, dtype=torch.long, device=self.device)
+        for start in range(0, len(y), self.train_mb_size):
             if self._stop_training:
                 break
-            self.mbatch = batch
+            batch = order[start : start + self.train_mb_size].to(self.device)
+            self.mbatch = [x[batch], y[batch], no_task[: len(batch)]]
             self._unpack_minibatch()
             self._before_training_iteration(**kwargs)
             step = self.agent.observe(self.mb_x, self.mb_y)
@@ -78,22 +95,9 @@ class LifelongStrategy(SupervisedTemplate):
             self._after_training_iteration(**kwargs)
 
     def _after_training_exp(self, **kwargs: Any) -> None:
-        assert self.experience is not None
-        x, y = _tensors(self.experience.dataset, self.device)
-        self.agent.end_task(x, y)
+        self.agent.end_task(*self._task_data)
+        self._task_data = _NO_DATA
         super()._after_training_exp(**kwargs)
-
-
-def _tensors(dataset: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Every sample of an Avalanche dataset, in order, as ``(x, y)`` tensors.
-
-    Indexing, not a DataLoader: a loader would draw from the global torch RNG and so change
-    the run's later random numbers.
-    """
-    items = [dataset[i] for i in range(len(dataset))]
-    x = torch.stack([item[0] for item in items]).to(device)
-    y = torch.as_tensor([int(item[1]) for item in items], device=device)
-    return x, y
 
 
 def build_lifelong(context: AgentContext, config: LifelongConfig | None = None) -> LifelongStrategy:
