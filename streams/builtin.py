@@ -34,6 +34,7 @@ from streams.data import (
     load_omniglot,
     resolve_data_root,
 )
+from streams.options import boolean, check_spec, choice, parse_options, positive_int
 from streams.registry import register_stream
 from streams.tensors import TaskData, tensor_stream
 from streams.transforms import (
@@ -96,7 +97,7 @@ def _builtin(
 
     def decorator(build: Callable[[str, StreamSpec], TaskStream]) -> StreamFactory:
         def factory(spec: StreamSpec, /) -> TaskStream:
-            _check_spec(name, spec)
+            check_spec(name, spec)
             try:
                 stream = build(name, spec)
             except StreamError as error:
@@ -121,7 +122,7 @@ def split_digits(name: str, spec: StreamSpec) -> TaskStream:
 
     Inputs ``(1, 8, 8)``; about 288 training and 72 test images per two-class task.
     """
-    options = _parse(name, spec, _SPLIT_DEFAULTS)
+    options = parse_options(name, spec, _SPLIT_DEFAULTS)
     return _split_stream(name, spec, load_digits(), options)
 
 
@@ -132,7 +133,7 @@ def split_mnist(name: str, spec: StreamSpec) -> TaskStream:
     Trains on every image of the task's classes in the training pool (the official train
     split, or 8,000 images of the test-only copy) and tests on the held-out images.
     """
-    options = _parse(name, spec, _SPLIT_DEFAULTS)
+    options = parse_options(name, spec, _SPLIT_DEFAULTS)
     data = load_mnist(resolve_data_root(spec.data_root), download=spec.download)
     return _split_stream(name, spec, data, options)
 
@@ -140,7 +141,7 @@ def split_mnist(name: str, spec: StreamSpec) -> TaskStream:
 @_builtin("split-mnist1d", "MNIST-1D generated locally, 5 tasks of 2 classes, class-incremental")
 def split_mnist1d(name: str, spec: StreamSpec) -> TaskStream:
     """MNIST-1D (4,000 training, 1,000 test signals) split into tasks; inputs ``(1, 40)``."""
-    options = _parse(name, spec, _SPLIT_DEFAULTS)
+    options = parse_options(name, spec, _SPLIT_DEFAULTS)
     return _split_stream(name, spec, load_mnist1d(), options)
 
 
@@ -151,7 +152,7 @@ def image_folder(name: str, spec: StreamSpec) -> TaskStream:
     Needs ``data_root``. Extra options: ``image_size`` (default 28) and ``channels``
     (1, the default, or 3). The last 20% of each class's images by file name are test.
     """
-    options = _parse(name, spec, {**_SPLIT_DEFAULTS, "image_size": 28, "channels": 1})
+    options = parse_options(name, spec, {**_SPLIT_DEFAULTS, "image_size": 28, "channels": 1})
     if spec.data_root is None:
         raise StreamError(
             f"stream {name!r} needs a data root; pass --data-root pointing at a folder laid "
@@ -159,8 +160,8 @@ def image_folder(name: str, spec: StreamSpec) -> TaskStream:
         )
     data = load_image_folder(
         resolve_data_root(spec.data_root),
-        image_size=_positive_int(name, options, "image_size"),
-        channels=_positive_int(name, options, "channels"),
+        image_size=positive_int(name, options, "image_size"),
+        channels=positive_int(name, options, "channels"),
     )
     return _split_stream(name, spec, data, options)
 
@@ -175,7 +176,7 @@ def split_omniglot(name: str, spec: StreamSpec) -> TaskStream:
     alphabets, or the characters, from the seed), ``image_size`` (28) and ``invert``
     (true: strokes 1 on 0). 15 drawings per character train, 5 test.
     """
-    options = _parse(
+    options = parse_options(
         name,
         spec,
         {
@@ -187,9 +188,9 @@ def split_omniglot(name: str, spec: StreamSpec) -> TaskStream:
             "invert": True,
         },
     )
-    split_by = _choice(name, options, "split_by", ("alphabet", "characters"))
-    scenario = _choice(name, options, "scenario", _SPLIT_SCENARIOS)
-    shuffle = _boolean(name, options, "shuffle_classes")
+    split_by = choice(name, options, "split_by", ("alphabet", "characters"))
+    scenario = choice(name, options, "scenario", _SPLIT_SCENARIOS)
+    shuffle = boolean(name, options, "shuffle_classes")
     if split_by == "alphabet" and options["characters_per_task"] is not None:
         raise StreamError(
             f"stream {name!r}: characters_per_task applies only with split_by='characters'; "
@@ -197,11 +198,11 @@ def split_omniglot(name: str, spec: StreamSpec) -> TaskStream:
         )
     if options["characters_per_task"] is None:
         options["characters_per_task"] = 10
-    characters_per_task = _positive_int(name, options, "characters_per_task")
+    characters_per_task = positive_int(name, options, "characters_per_task")
     data = load_omniglot(
         resolve_data_root(spec.data_root),
-        image_size=_positive_int(name, options, "image_size"),
-        invert=_boolean(name, options, "invert"),
+        image_size=positive_int(name, options, "image_size"),
+        invert=boolean(name, options, "invert"),
         download=spec.download,
     )
     if split_by == "characters":
@@ -234,7 +235,7 @@ def permuted_mnist(name: str, spec: StreamSpec) -> TaskStream:
     ``train_per_task`` (1,000) images drawn from the training pool and tests on the
     held-out images (all of them, or ``test_per_task``) under the same permutation.
     """
-    options = _parse(name, spec, _DOMAIN_DEFAULTS)
+    options = parse_options(name, spec, _DOMAIN_DEFAULTS)
     data = load_mnist(resolve_data_root(spec.data_root), download=spec.download)
     n_tasks = spec.n_tasks or GEM_TASKS
     permutations = pixel_permutations(n_tasks, _pixels(data), spec.seed)
@@ -251,7 +252,7 @@ def rotated_mnist(name: str, spec: StreamSpec) -> TaskStream:
     ``train_per_task`` (1,000) images drawn from the training pool and tests on the
     held-out images (all, or ``test_per_task``) rotated by the same angle.
     """
-    options = _parse(name, spec, _DOMAIN_DEFAULTS)
+    options = parse_options(name, spec, _DOMAIN_DEFAULTS)
     data = load_mnist(resolve_data_root(spec.data_root), download=spec.download)
     n_tasks = spec.n_tasks or GEM_TASKS
     transforms = [_rotator(angle) for angle in gem_angles(n_tasks, spec.seed)]
@@ -267,9 +268,9 @@ def recurring_rotated_mnist(name: str, spec: StreamSpec) -> TaskStream:
     order drawn from the seed (``recurring_schedule``), each visit with fresh training
     images. ``task_identities`` holds each task's distribution.
     """
-    options = _parse(name, spec, _RECURRING_DEFAULTS)
+    options = parse_options(name, spec, _RECURRING_DEFAULTS)
     data = load_mnist(resolve_data_root(spec.data_root), download=spec.download)
-    n_distributions = _positive_int(name, options, "n_distributions")
+    n_distributions = positive_int(name, options, "n_distributions")
     schedule = recurring_schedule(spec.n_tasks or GEM_TASKS, n_distributions, spec.seed)
     transforms = [_rotator(angle) for angle in gem_angles(n_distributions, spec.seed)]
     return _domain_stream(name, spec, data, transforms, schedule, options)
@@ -281,9 +282,9 @@ def recurring_permuted_mnist(name: str, spec: StreamSpec) -> TaskStream:
 
     Scheduled like ``recurring-rotated-mnist``; each visit has fresh training images.
     """
-    options = _parse(name, spec, _RECURRING_DEFAULTS)
+    options = parse_options(name, spec, _RECURRING_DEFAULTS)
     data = load_mnist(resolve_data_root(spec.data_root), download=spec.download)
-    n_distributions = _positive_int(name, options, "n_distributions")
+    n_distributions = positive_int(name, options, "n_distributions")
     schedule = recurring_schedule(spec.n_tasks or GEM_TASKS, n_distributions, spec.seed)
     permutations = pixel_permutations(n_distributions, _pixels(data), spec.seed)
     transforms = [_permuter(p) for p in permutations]
@@ -299,9 +300,9 @@ def recurring_split_digits(name: str, spec: StreamSpec) -> TaskStream:
     ``train_per_task`` (100) fresh draws from the pair's training images and tests on
     the pair's test images. Labels are the digits; class-incremental.
     """
-    options = _parse(name, spec, {"n_distributions": 5, "train_per_task": 100})
-    n_distributions = _positive_int(name, options, "n_distributions")
-    train_per_task = _positive_int(name, options, "train_per_task")
+    options = parse_options(name, spec, {"n_distributions": 5, "train_per_task": 100})
+    n_distributions = positive_int(name, options, "n_distributions")
+    train_per_task = positive_int(name, options, "train_per_task")
     if n_distributions > 5:
         raise StreamError(
             f"stream {name!r}: n_distributions={n_distributions} but the digits make 5 pairs; "
@@ -340,9 +341,9 @@ def _split_stream(
     name: str, spec: StreamSpec, data: TensorSplit, options: Mapping[str, object]
 ) -> TaskStream:
     """Tasks of ``classes_per_task`` classes, in label order or shuffled from the seed."""
-    classes_per_task = _positive_int(name, options, "classes_per_task")
-    scenario = _choice(name, options, "scenario", _SPLIT_SCENARIOS)
-    shuffle = _boolean(name, options, "shuffle_classes")
+    classes_per_task = positive_int(name, options, "classes_per_task")
+    scenario = choice(name, options, "scenario", _SPLIT_SCENARIOS)
+    shuffle = boolean(name, options, "shuffle_classes")
     order = class_order(data.n_classes, spec.seed, shuffle=shuffle)
     n_tasks = _default_tasks(name, spec, data.n_classes, classes_per_task, "classes")
     groups = class_blocks(order, classes_per_task, n_tasks)
@@ -387,7 +388,7 @@ def _domain_stream(
     different transforms. The test images are the held-out part, or its first
     ``test_per_task`` in a fixed order (the same for every seed and task).
     """
-    train_per_task = _positive_int(name, options, "train_per_task")
+    train_per_task = positive_int(name, options, "train_per_task")
     pool = len(data.x_train)
     if train_per_task > pool:
         raise StreamError(
@@ -396,7 +397,7 @@ def _domain_stream(
         )
     x_test, y_test = data.x_test, data.y_test
     if options["test_per_task"] is not None:
-        test_per_task = _positive_int(name, options, "test_per_task")
+        test_per_task = positive_int(name, options, "test_per_task")
         if test_per_task > len(x_test):
             raise StreamError(
                 f"stream {name!r}: test_per_task={test_per_task} but {len(x_test)} test "
@@ -454,55 +455,3 @@ def _default_tasks(name: str, spec: StreamSpec, n_classes: int, per_task: int, n
 
 
 # --- spec and options -----------------------------------------------------------------------
-
-
-def _check_spec(name: str, spec: StreamSpec) -> None:
-    if not isinstance(spec, StreamSpec):
-        raise StreamError(f"stream {name!r} got {type(spec).__name__}; pass a streams.StreamSpec")
-    n_tasks = spec.n_tasks
-    if n_tasks is not None and (isinstance(n_tasks, bool) or not isinstance(n_tasks, int)):
-        raise StreamError(f"stream {name!r}: n_tasks is {n_tasks!r}; pass a positive integer")
-    if n_tasks is not None and n_tasks < 1:
-        raise StreamError(f"stream {name!r}: n_tasks is {n_tasks}; pass at least 1")
-    if isinstance(spec.seed, bool) or not isinstance(spec.seed, int) or spec.seed < 0:
-        raise StreamError(f"stream {name!r}: seed is {spec.seed!r}; pass a non-negative integer")
-
-
-def _parse(name: str, spec: StreamSpec, defaults: Mapping[str, object]) -> dict[str, object]:
-    """The stream's options: the defaults, overridden by ``spec.options``."""
-    unknown = sorted(set(spec.options) - set(defaults))
-    if unknown:
-        raise StreamError(
-            f"stream {name!r}: unknown option {unknown[0]!r}; valid options: "
-            f"{', '.join(sorted(defaults))}"
-        )
-    return {**defaults, **spec.options}
-
-
-def _positive_int(name: str, options: Mapping[str, object], key: str) -> int:
-    value = options[key]
-    if isinstance(value, str) and value.strip().isdigit():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise StreamError(f"stream {name!r}: option {key}={value!r}; pass a positive integer")
-    return value
-
-
-def _boolean(name: str, options: Mapping[str, object], key: str) -> bool:
-    value = options[key]
-    if isinstance(value, bool):
-        return value
-    words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
-    if isinstance(value, str) and value.strip().lower() in words:
-        return words[value.strip().lower()]
-    raise StreamError(f"stream {name!r}: option {key}={value!r}; pass true or false")
-
-
-def _choice(name: str, options: Mapping[str, object], key: str, choices: Sequence[str]) -> str:
-    value = options[key]
-    if value not in choices:
-        raise StreamError(
-            f"stream {name!r}: option {key}={value!r}; choose one of "
-            f"{', '.join(repr(c) for c in choices)}"
-        )
-    return str(value)
