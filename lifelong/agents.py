@@ -19,9 +19,14 @@ from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
 from lifelong.config import TrainConfig
+from lifelong.prequential import OnlineLearner
 from streams import Scenario
+from streams.base import TASK_SEQUENCE_SCENARIOS
 
-ALL_SCENARIOS = frozenset(Scenario)
+ALL_SCENARIOS = TASK_SEQUENCE_SCENARIOS
+"""Every scenario of a sequence of tasks (class-, task- and domain-incremental). Task-switching
+streams are another protocol (test-then-train on few-shot steps): an agent runs on them only
+if it names ``Scenario.TASK_SWITCHING``."""
 
 
 class UnknownAgentError(ValueError):
@@ -70,9 +75,15 @@ class AgentContext:
 
 
 class AgentFactory(Protocol):
-    """A function that builds a strategy from an ``AgentContext``."""
+    """A function that builds a strategy from an ``AgentContext``.
 
-    def __call__(self, context: AgentContext, /) -> SupervisedTemplate:  # pragma: no cover
+    On task sequences it returns an Avalanche strategy; on task-switching streams, an
+    ``OnlineLearner`` (``lifelong.prequential``).
+    """
+
+    def __call__(
+        self, context: AgentContext, /
+    ) -> SupervisedTemplate | OnlineLearner:  # pragma: no cover
         """Build the strategy."""
         ...
 
@@ -141,7 +152,7 @@ def get_agent(name: str) -> AgentEntry:
     return _REGISTRY[name]
 
 
-def make_agent(name: str, context: AgentContext) -> SupervisedTemplate:
+def make_agent(name: str, context: AgentContext) -> SupervisedTemplate | OnlineLearner:
     """Build the strategy registered as ``name`` for ``context``.
 
     Raises:

@@ -27,7 +27,7 @@ from lifelong.config import (
     parse_seeds,
     validate,
 )
-from streams import StreamError, UnknownStreamError, available_streams
+from streams import Scenario, StreamError, UnknownStreamError, available_streams
 
 EXIT_BAD_INPUT = 2
 # Flags that may come with --resume: where the remaining jobs run changes no result.
@@ -74,6 +74,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--memory-size",
         type=int,
         help="total stored samples for every memory-based agent alike (default 500)",
+    )
+    add(
+        "--pretrain-episodes",
+        type=int,
+        help="ProtoNet pre-training episodes before a task-switching stream (default 3000)",
     )
     add("--data-root", help="folder with the stream's data (e.g. ../shared/data/mnist)")
     add(
@@ -157,6 +162,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         batch_size=args.batch_size,
         lr=args.lr,
         memory_size=args.memory_size,
+        pretrain_episodes=args.pretrain_episodes,
     )
     run_updates = _given(
         out=args.out,
@@ -197,7 +203,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _USER_ERRORS as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    print(format_summary_table(results["summary"]))
+    if results["scenario"] == Scenario.TASK_SWITCHING.value:
+        from lifelong.switching_run import format_switching_table
+
+        print(format_switching_table(results["summary"]))
+    else:
+        print(format_summary_table(results["summary"]))
     if results["evaluated_on"] == "validation":
         print("evaluated on held-out training data (--validation-fraction), not the test split")
     print(f"results written to {results['config']['out']}")

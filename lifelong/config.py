@@ -38,6 +38,8 @@ class TrainConfig:
         lr: SGD learning rate.
         memory_size: Total stored samples allowed to every memory-based agent alike.
         hidden: Hidden layer widths of the MLP every agent gets.
+        pretrain_episodes: ProtoNet pre-training episodes before a task-switching stream
+            (3,000: the published Omniglot recipe; see ``lifelong.pretraining``).
     """
 
     epochs: int = 1
@@ -46,6 +48,7 @@ class TrainConfig:
     lr: float = 0.1
     memory_size: int = 500
     hidden: tuple[int, ...] = (100, 100)
+    pretrain_episodes: int = 3000
 
 
 @dataclass(frozen=True)
@@ -97,6 +100,8 @@ class RunConfig:
             values. Both give the same matrix; ``tensor`` is several times faster.
         ram_metrics: Sample the process's memory from a background thread (Avalanche's
             ``ram_usage_metrics``) and record the peak; off, no thread runs.
+        cache_dir: Where pre-trained encoders are kept between runs, by settings, seed and
+            data; ``None`` pre-trains anew every run.
         checkpoint_every_s: A job saves its checkpoint after an experience once this many
             seconds of its wall time have passed since its last one (``0``: after every
             experience). A save writes the whole strategy, replay buffers and the data sets
@@ -117,6 +122,7 @@ class RunConfig:
     evaluator: str = "tensor"
     ram_metrics: bool = False
     checkpoint_every_s: float = 30.0
+    cache_dir: str | None = "runs/pretrained"
 
 
 def validate(config: RunConfig) -> RunConfig:
@@ -137,6 +143,10 @@ def validate(config: RunConfig) -> RunConfig:
     )
     _require(train.epochs >= 1, f"--epochs must be at least 1, got {train.epochs}")
     _require(train.batch_size >= 1, f"--batch-size must be at least 1, got {train.batch_size}")
+    _require(
+        train.pretrain_episodes >= 1,
+        f"pretrain_episodes must be at least 1, got {train.pretrain_episodes}",
+    )
     _require(
         train.eval_batch_size >= 1,
         f"eval_batch_size must be at least 1, got {train.eval_batch_size}",

@@ -174,6 +174,7 @@ def pretrain_protonet(
         scheduler.step()
     encoder.eval()
     if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         torch.save(encoder.state_dict(), buffer)
         atomic_write_bytes(path, buffer.getvalue())

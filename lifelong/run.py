@@ -30,7 +30,7 @@ from avalanche.core import SupervisedPlugin
 from avalanche.models.dynamic_modules import avalanche_model_adaptation
 from avalanche.models.utils import is_multi_task_module
 from avalanche.training.plugins import EvaluationPlugin
-from avalanche.training.templates import SupervisedTemplate
+from avalanche.training.templates import BaseTemplate, SupervisedTemplate
 from avalanche.training.templates.base_sgd import PeriodicEval
 from tqdm import tqdm
 
@@ -63,8 +63,10 @@ from lifelong.evaluation import (
 from lifelong.metrics import summarize_matrix
 from lifelong.models import build_model
 from lifelong.report import summarize_runs, write_outputs
+from lifelong.switching_run import run_switching
 from lifelong.tensor_evaluator import IsolatedEvalRandomness, TensorEvaluator, test_sets_of
 from streams import StreamSpec, TaskStream, make_stream, with_validation_split
+from streams.switching import SwitchingStream
 
 logger = logging.getLogger(__name__)
 
@@ -143,10 +145,13 @@ def _run(config: RunConfig, progress: bool, *, resuming: bool) -> dict[str, Any]
     config = _absolute_stream_reference(validate(config))
     resolve_device(config.device)
     # Building the first seed's stream up front checks the data before any training.
-    stream = build_stream(config.stream, config.seeds[0])
+    built = build_stream(config.stream, config.seeds[0])
     # Resolved once, so the saved config and the caller name the same folder.
-    out_dir = output_dir(config, stream.name)
-    config = replace(config, agents=resolve_agents(config.agents, stream), out=str(out_dir))
+    out_dir = output_dir(config, built.name)
+    config = replace(config, agents=resolve_agents(config.agents, built), out=str(out_dir))
+    if isinstance(built, SwitchingStream):
+        return _run_task_switching(config, out_dir, progress, resuming=resuming)
+    stream = _task_sequence(built)
     _preflight(config, stream)
     prepare_folder(out_dir, config, resuming=resuming)
     jobs = [Job(config, agent, seed) for seed in config.seeds for agent in config.agents]
@@ -165,6 +170,45 @@ def _run(config: RunConfig, progress: bool, *, resuming: bool) -> dict[str, Any]
     }
     write_outputs(results, out_dir)
     return results
+
+
+def _run_task_switching(
+    config: RunConfig, out_dir: Path, progress: bool, *, resuming: bool
+) -> dict[str, Any]:
+    """Test-then-train every agent on a task-switching stream (``lifelong.switching_run``).
+
+    Raises:
+        ConfigError: On a setting that applies to task sequences only.
+    """
+    if resuming:
+        raise ConfigError("--resume applies to task-sequence streams; rerun a task-switching run")
+    if config.stream.validation_fraction:
+        raise ConfigError(
+            "--validation-fraction applies to task-sequence streams; a task-switching run "
+            "chooses its settings on its pre-training distributions"
+        )
+    # Few-shot steps of a small encoder: one CPU thread is the fast place for them.
+    if config.executor != "local" or config.device == "cuda":
+        raise ConfigError(
+            "task-switching streams run with --executor local on the CPU for now; "
+            "drop --executor and --device cuda"
+        )
+
+    def stream_for(seed: int) -> SwitchingStream:
+        stream = build_stream(config.stream, seed)
+        if not isinstance(stream, SwitchingStream):
+            raise ConfigError(f"stream {stream.name!r} is task-switching for some seeds only")
+        return stream
+
+    return run_switching(
+        config, stream_for, out_dir, progress=progress, environment=_environment("cpu")
+    )
+
+
+def _task_sequence(stream: TaskStream | SwitchingStream) -> TaskStream:
+    if not isinstance(stream, TaskStream):
+        raise ConfigError(f"stream {stream.name!r} is task-switching, not a sequence of tasks")
+    return stream
 
 
 def run_job(job: Job, on_experience: ProgressCallback | None = None) -> dict[str, Any]:
@@ -195,7 +239,7 @@ def run_job(job: Job, on_experience: ProgressCallback | None = None) -> dict[str
         return done
     torch.set_num_threads(job.config.threads)
     seed_everything(job.seed)
-    stream = build_stream(job.config.stream, job.seed)
+    stream = _task_sequence(build_stream(job.config.stream, job.seed))
     plugins = [_ProgressPlugin(on_experience)] if on_experience else []
     with quiet_library_warnings():
         strategy, finished, checkpointer = _start_job(job, stream, plugins, files)
@@ -320,6 +364,11 @@ def _build_strategy(
     evaluator = make_evaluator(ram_interval_s=ram_interval, metrics=config.evaluator != "tensor")
     context = AgentContext(model, config.train, facts, device, evaluator, plugins, job.seed)
     strategy = make_agent(job.agent, context)
+    if not isinstance(strategy, BaseTemplate):
+        raise TypeError(
+            f"agent {job.agent!r} built a {type(strategy).__name__} for a task sequence; "
+            "its factory must return an Avalanche strategy there"
+        )
     if config.evaluator == "tensor":
         test_sets = test_sets_of(stream.benchmark.test_stream, device)
         _replace_periodic_eval(strategy, TensorEvaluator(test_sets, config.train.eval_batch_size))
@@ -367,7 +416,9 @@ def _preflight(config: RunConfig, stream: TaskStream) -> None:
             _build_strategy(Job(config, agent, config.seeds[0]), stream, plugins=[])
 
 
-def resolve_agents(names: Sequence[str], stream: TaskStream) -> tuple[str, ...]:
+def resolve_agents(
+    names: Sequence[str], stream: TaskStream | SwitchingStream
+) -> tuple[str, ...]:
     """Expand ``all`` and check every agent can run on the stream's scenario.
 
     Raises:
@@ -406,7 +457,7 @@ def seed_everything(seed: int) -> None:
 
 
 @functools.lru_cache(maxsize=2)
-def _cached_stream(stream_json: str, seed: int) -> TaskStream:
+def _cached_stream(stream_json: str, seed: int) -> TaskStream | SwitchingStream:
     data = json.loads(stream_json)
     spec = StreamSpec(
         n_tasks=data["n_tasks"],
@@ -416,12 +467,12 @@ def _cached_stream(stream_json: str, seed: int) -> TaskStream:
         options=data["options"],
     )
     stream = make_stream(data["name"], spec)
-    if data["validation_fraction"]:
+    if data["validation_fraction"] and isinstance(stream, TaskStream):
         return with_validation_split(stream, data["validation_fraction"], seed)
     return stream
 
 
-def build_stream(stream: StreamConfig, seed: int) -> TaskStream:
+def build_stream(stream: StreamConfig, seed: int) -> TaskStream | SwitchingStream:
     """Build (or reuse, within this process) the stream for ``seed``."""
     # A JSON key makes the config hashable for the cache, options dict included.
     return _cached_stream(json.dumps(asdict(stream), sort_keys=True), seed)

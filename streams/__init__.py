@@ -6,6 +6,7 @@ loaders live in ``streams.data`` and their pure helpers in ``streams.transforms`
 """
 
 from streams import builtin as _builtin  # registers the built-in streams
+from streams import omniglot_switching as _omniglot_switching  # registers omniglot-switching
 from streams.base import Scenario, StreamError, StreamFactory, StreamSpec, TaskStream
 from streams.registry import (
     ENTRY_POINT_GROUP,
@@ -39,4 +40,4 @@ __all__ = [
     "with_validation_split",
 ]
 
-del _builtin
+del _builtin, _omniglot_switching

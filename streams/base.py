@@ -13,9 +13,12 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from avalanche.benchmarks.scenarios.generic_scenario import CLScenario
+
+if TYPE_CHECKING:
+    from streams.switching import SwitchingStream
 
 
 class Scenario(enum.StrEnum):
@@ -27,6 +30,15 @@ class Scenario(enum.StrEnum):
     """New classes per task, the task id is given at train and test time."""
     DOMAIN_INCREMENTAL = "domain-incremental"
     """The same classes in every task, shifted inputs (rotations, permutations, ...)."""
+    TASK_SWITCHING = "task-switching"
+    """Few-shot steps whose task switches and comes back (``streams.switching``); not a
+    sequence of Avalanche experiences."""
+
+
+TASK_SEQUENCE_SCENARIOS = frozenset(
+    {Scenario.CLASS_INCREMENTAL, Scenario.TASK_INCREMENTAL, Scenario.DOMAIN_INCREMENTAL}
+)
+"""The scenarios of streams that are a sequence of long tasks (``TaskStream``)."""
 
 
 class StreamError(ValueError):
@@ -91,6 +103,6 @@ class TaskStream:
 class StreamFactory(Protocol):
     """A function that builds a stream from a ``StreamSpec``."""
 
-    def __call__(self, spec: StreamSpec, /) -> TaskStream:  # pragma: no cover - protocol
+    def __call__(self, spec: StreamSpec, /) -> TaskStream | SwitchingStream:  # pragma: no cover
         """Build the stream."""
         ...

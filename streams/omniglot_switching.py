@@ -21,6 +21,7 @@ from streams.data import load_digits, load_mnist, load_omniglot, resolve_data_ro
 from streams.data.common import TensorSplit
 from streams.data.mnist import find_mnist_files
 from streams.options import check_spec, choice, parse_options, positive_int
+from streams.registry import register_stream
 from streams.switching import (
     DEFAULT_KIND_WEIGHTS,
     Distribution,
@@ -58,6 +59,10 @@ _DEFAULTS: Mapping[str, object] = {
 }
 
 
+@register_stream(
+    "omniglot-switching",
+    description="OSAKA task-switching few-shot stream: Omniglot alphabets, MNIST and digits",
+)
 def omniglot_switching(spec: StreamSpec) -> SwitchingStream:
     """Build ``omniglot-switching`` from ``spec`` (its options are in ``_DEFAULTS``).
 

@@ -19,6 +19,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from streams.base import StreamFactory, StreamSpec, TaskStream
+from streams.switching import SwitchingStream
 
 ENTRY_POINT_GROUP = "lifelong.streams"
 
@@ -91,7 +92,7 @@ def resolve_stream(name: str) -> StreamFactory:
     )
 
 
-def make_stream(name: str, spec: StreamSpec | None = None) -> TaskStream:
+def make_stream(name: str, spec: StreamSpec | None = None) -> TaskStream | SwitchingStream:
     """Build the stream called ``name``.
 
     Args:
@@ -102,10 +103,10 @@ def make_stream(name: str, spec: StreamSpec | None = None) -> TaskStream:
         The built stream.
     """
     stream = resolve_stream(name)(spec or StreamSpec())
-    if not isinstance(stream, TaskStream):
+    if not isinstance(stream, TaskStream | SwitchingStream):
         raise TypeError(
             f"stream {name!r} returned {type(stream).__name__}; a stream factory must "
-            "return streams.TaskStream"
+            "return a streams.TaskStream or a streams.switching.SwitchingStream"
         )
     return stream
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from streams.base import StreamError
+from streams.base import Scenario, StreamError
 from streams.transforms import derived_rng
 
 __all__ = [
@@ -176,6 +176,16 @@ class SwitchingStream:
     def n_steps(self) -> int:
         """Number of steps."""
         return len(self.y)
+
+    @property
+    def scenario(self) -> Scenario:
+        """Always ``Scenario.TASK_SWITCHING``."""
+        return Scenario.TASK_SWITCHING
+
+    @property
+    def task_identities(self) -> tuple[int, ...]:
+        """The distribution of every step (the ground truth a task memory is scored on)."""
+        return tuple(int(d) for d in self.truth.distribution)
 
     @property
     def input_shape(self) -> tuple[int, ...]:

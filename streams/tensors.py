@@ -31,7 +31,7 @@ from avalanche.benchmarks.utils import (
     _make_taskaware_tensor_classification_dataset,
 )
 
-from streams.base import Scenario, StreamError, TaskStream
+from streams.base import TASK_SEQUENCE_SCENARIOS, Scenario, StreamError, TaskStream
 
 __all__ = ["TaskData", "attach_tensors", "dataset_tensors", "tensor_stream"]
 
@@ -118,13 +118,19 @@ def tensor_stream(
 
 
 def _scenario(name: str, scenario: Scenario | str) -> Scenario:
+    valid = ", ".join(sorted(repr(s.value) for s in TASK_SEQUENCE_SCENARIOS))
     try:
-        return Scenario(scenario)
+        kind = Scenario(scenario)
     except ValueError:
-        valid = ", ".join(repr(s.value) for s in Scenario)
         raise StreamError(
             f"stream {name!r}: unknown scenario {scenario!r}; choose one of {valid}"
         ) from None
+    if kind not in TASK_SEQUENCE_SCENARIOS:
+        raise StreamError(
+            f"stream {name!r}: a tensor stream is a sequence of tasks ({valid}); build a "
+            "task-switching stream with streams.switching.build_switching_stream"
+        )
+    return kind
 
 
 def _checked(name: str, split: str, t: int, pair: object) -> TaskData:

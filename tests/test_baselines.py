@@ -32,6 +32,7 @@ from sklearn.datasets import load_digits
 
 import lifelong.baselines  # noqa: F401  (registers the baselines)
 from lifelong.agents import (
+    ALL_SCENARIOS,
     AgentContext,
     StreamFacts,
     UnknownAgentError,
@@ -57,9 +58,9 @@ SPLIT_CLASSES = ((0, 1), (2, 3), (4, 5))
 TRAIN = TrainConfig(
     epochs=5, batch_size=10, eval_batch_size=256, lr=0.1, memory_size=60, hidden=(32, 32)
 )
-AGENTS = sorted(available_agents())
-PAIRS = [(a, s) for a in AGENTS for s in Scenario if s in get_agent(a).scenarios]
-REFUSED = [(a, s) for a in AGENTS for s in Scenario if s not in get_agent(a).scenarios]
+AGENTS = sorted(a for a, entry in available_agents().items() if entry.scenarios & ALL_SCENARIOS)
+PAIRS = [(a, s) for a in AGENTS for s in ALL_SCENARIOS if s in get_agent(a).scenarios]
+REFUSED = [(a, s) for a in AGENTS for s in ALL_SCENARIOS if s not in get_agent(a).scenarios]
 MEMORY_PAIRS = [(a, s) for a, s in PAIRS if get_agent(a).uses_memory]
 BASELINES = [a for a in AGENTS if get_agent(a).factory.__module__ == "lifelong.baselines"]
 

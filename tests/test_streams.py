@@ -89,7 +89,10 @@ CONTRACT_SPECS: dict[str, dict] = {
     "image-folder": {"n_tasks": 2, "data": "images", "options": {"shuffle_classes": True}},
 }
 
-ALL_STREAMS = sorted(available_streams())
+# Task-switching streams are no sequence of Avalanche experiences: their own contract is in
+# tests/test_streams_switching.py.
+SWITCHING_STREAMS = {"omniglot-switching"}
+ALL_STREAMS = sorted(set(available_streams()) - SWITCHING_STREAMS)
 BUILTIN_STREAMS = [
     name
     for name in ALL_STREAMS

@@ -135,3 +135,13 @@ def test_named_pretraining_alphabets_are_taken_as_given(shared_data):
     stream = omniglot_switching(spec)
     assert [d.name for d in stream.pretraining()] == ["Greek", "Latin"]
     assert stream.n_steps == 30 and stream.labels == "fixed"
+
+
+def test_building_leaves_the_global_generators_alone(pool):
+    import random
+
+    before = (random.getstate(), np.random.get_state()[1].copy(), torch.get_rng_state())
+    _stream(pool, n_steps=50)
+    assert random.getstate() == before[0]
+    assert np.array_equal(np.random.get_state()[1], before[1])
+    assert torch.equal(torch.get_rng_state(), before[2])

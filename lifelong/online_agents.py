@@ -1,0 +1,145 @@
+"""Learners for task-switching streams (test-then-train), registered in ``lifelong.agents``.
+
+Each factory receives, as ``context.model``, a copy of the encoder that ProtoNet
+pre-training produced on the stream's pre-training distributions (the same weights for every
+agent of a run and seed), and returns an ``OnlineLearner``: ``predict`` a step's batch, then
+``observe`` it with its labels.
+
+- ``finetune``: the encoder and a linear head trained online by SGD on every batch, never
+  reset: the lower bound.
+- ``protonet``: the frozen encoder; prototypes from the current task's labelled batches,
+  started afresh when the task is judged to have switched.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.functional import cross_entropy
+
+from lifelong.agents import AgentContext, register_agent
+from streams import Scenario
+
+__all__ = ["FinetuneLearner", "ProtoNetLearner"]
+
+SWITCHING = frozenset({Scenario.TASK_SWITCHING})
+
+
+class FinetuneLearner:
+    """Online SGD on every batch from the pre-trained encoder and a zero-initialised head.
+
+    Args:
+        encoder: The pre-trained encoder; trained in place.
+        features: Its output width.
+        ways: Labels per step.
+        lr: SGD learning rate.
+        steps: SGD steps per batch.
+    """
+
+    def __init__(self, encoder: nn.Module, features: int, ways: int, lr: float, steps: int):
+        head = nn.Linear(features, ways)
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
+        self.model = nn.Sequential(encoder, head)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr)
+        self.steps = steps
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the batch, in eval mode (batch norm uses its running statistics)."""
+        self.model.eval()
+        with torch.no_grad():
+            return self.model(x)
+
+    def observe(self, x: torch.Tensor, y: torch.Tensor, new_segment: bool | None) -> None:
+        """``steps`` SGD steps on the labelled batch; boundaries are not used."""
+        self.model.train()
+        for _ in range(self.steps):
+            self.optimizer.zero_grad(set_to_none=True)
+            cross_entropy(self.model(x), y).backward()
+            self.optimizer.step()
+
+
+class ProtoNetLearner:
+    """Nearest-prototype prediction with a frozen pre-trained encoder.
+
+    The prototypes are the mean embeddings of the current task's labelled drawings so far.
+    With boundaries known they restart at every new segment. With boundaries hidden they
+    restart when the batch just labelled is classified by the current prototypes at less
+    than halfway between chance (``1 / ways``) and perfect: within a task the pre-trained
+    encoder is far above that, and after a switch to new labels it falls to chance.
+
+    References:
+        Snell, Swersky & Zemel, "Prototypical Networks for Few-shot Learning", NeurIPS 2017.
+
+    Args:
+        encoder: The pre-trained encoder; never updated.
+        ways: Labels per step.
+    """
+
+    def __init__(self, encoder: nn.Module, ways: int):
+        self.encoder = encoder.eval()
+        for parameter in self.encoder.parameters():
+            parameter.requires_grad_(False)
+        self.ways = ways
+        self.sums: torch.Tensor | None = None
+        self.counts = torch.zeros(ways)
+        self.switch_accuracy = (1.0 / ways + 1.0) / 2
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Negative squared distances to the prototypes; zeros before any prototype."""
+        with torch.no_grad():
+            return self._logits(self.encoder(x))
+
+    def observe(self, x: torch.Tensor, y: torch.Tensor, new_segment: bool | None) -> None:
+        """Restart the prototypes if the task switched, then add the batch to them."""
+        with torch.no_grad():
+            embedded = self.encoder(x)
+            if new_segment is None:
+                accuracy = (self._logits(embedded).argmax(1) == y).double().mean()
+                new_segment = self.sums is not None and float(accuracy) < self.switch_accuracy
+            if new_segment or self.sums is None:
+                self.sums = torch.zeros(self.ways, embedded.shape[1])
+                self.counts = torch.zeros(self.ways)
+            self.sums.index_add_(0, y, embedded)
+            self.counts += torch.bincount(y, minlength=self.ways).to(self.counts)
+
+    def _logits(self, embedded: torch.Tensor) -> torch.Tensor:
+        if self.sums is None:
+            return torch.zeros(len(embedded), self.ways)
+        seen = self.counts > 0
+        prototypes = self.sums[seen] / self.counts[seen].unsqueeze(1)
+        logits = torch.full((len(embedded), self.ways), -torch.inf)
+        logits[:, seen] = -torch.cdist(embedded, prototypes).pow(2)
+        return logits
+
+
+def _features(encoder: nn.Module, input_shape: tuple[int, ...]) -> int:
+    with torch.no_grad():
+        was_training = encoder.training
+        encoder.eval()
+        width = int(encoder(torch.zeros(1, *input_shape)).shape[1])
+        encoder.train(was_training)
+    return width
+
+
+@register_agent(
+    "finetune",
+    description="Online SGD on every batch from the pre-trained encoder: the lower bound.",
+    scenarios=SWITCHING,
+)
+def finetune(context: AgentContext) -> FinetuneLearner:
+    """Fine-tune the pre-trained encoder and a new head on each incoming batch."""
+    features = _features(context.model, context.stream.input_shape)
+    return FinetuneLearner(
+        context.model, features, context.stream.n_classes, context.train.lr, context.train.epochs
+    )
+
+
+@register_agent(
+    "protonet",
+    description="ProtoNet (Snell et al. 2017): frozen pre-trained encoder, task prototypes.",
+    scenarios=SWITCHING,
+)
+def protonet(context: AgentContext) -> ProtoNetLearner:
+    """Classify by the nearest prototype of the current task's labelled drawings."""
+    return ProtoNetLearner(context.model, context.stream.n_classes)

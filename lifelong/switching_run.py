@@ -1,0 +1,276 @@
+"""Runs on task-switching streams: pre-train once, then test-then-train every agent x seed.
+
+A job pre-trains (or loads from the cache) the ProtoNet encoder of its seed on the stream's
+pre-training distributions, hands each agent a copy, and runs the stream prequentially
+(``lifelong.prequential``). Its record holds the per-step accuracies and the stream's ground
+truth, so every figure of the summary can be recomputed by hand from ``results.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from tqdm import tqdm
+
+from lifelong.agents import AgentContext, StreamFacts, make_agent
+from lifelong.config import RunConfig, config_to_dict
+from lifelong.evaluation import make_evaluator
+from lifelong.io import atomic_path, atomic_write_text
+from lifelong.prequential import prequential_accuracies, prequential_metrics
+from lifelong.pretraining import ProtoNetSettings, pretrain_protonet
+from streams.switching import SwitchingStream
+
+__all__ = ["SWITCHING_SUMMARY_KEYS", "format_switching_table", "run_switching"]
+
+SWITCHING_SUMMARY_KEYS = (
+    "agent",
+    "n_seeds",
+    "oca_mean",
+    "oca_std",
+    "oca_first_visit_mean",
+    "oca_revisit_mean",
+    "oca_revisit_std",
+    "oca_pretrain_mean",
+    "oca_new_mean",
+    "oca_ood_mean",
+    "wall_time_s_mean",
+)
+"""Keys of every summary row of a task-switching run."""
+
+_COLUMNS = ("Agent", "Seeds", "OCA (%)", "1st visit", "Revisit (%)", "Pretrain", "New", "OOD")
+_RECOVERY_LAGS = 50
+
+
+def run_switching(
+    config: RunConfig,
+    stream_for: Any,
+    out_dir: Path,
+    *,
+    progress: bool,
+    environment: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Run every agent on every seed's stream, write the outputs, return the results.
+
+    Args:
+        config: The resolved configuration (agents already checked against the scenario).
+        stream_for: ``stream_for(seed)`` builds (or reuses) the stream of a seed.
+        out_dir: Output folder.
+        progress: Show progress bars on stderr.
+        environment: Versions and device, saved with the results.
+
+    Returns:
+        The results dict written to ``results.json``.
+    """
+    runs = []
+    first: SwitchingStream = stream_for(config.seeds[0])
+    with tqdm(
+        total=len(config.seeds) * len(config.agents) * first.n_steps,
+        unit="steps",
+        disable=not progress,
+        dynamic_ncols=True,
+    ) as bar:
+        for seed in config.seeds:
+            stream = stream_for(seed)
+            encoder = _pretrained(config, stream, seed, progress)
+            for agent in config.agents:
+                bar.set_description(f"{agent} seed {seed}")
+                runs.append(_job(config, stream, encoder, agent, seed))
+                bar.update(stream.n_steps)
+    results = {
+        "stream": first.name,
+        "scenario": first.scenario.value,
+        "n_steps": first.n_steps,
+        "ways": first.ways,
+        "shots": first.shots,
+        "p": first.p_stay,
+        "labels": first.labels,
+        "boundaries": first.boundaries,
+        "distributions": [{"name": d.name, "kind": d.kind.value} for d in first.distributions],
+        "evaluated_on": "prequential",
+        "config": config_to_dict(config),
+        "environment": dict(environment),
+        "runs": runs,
+        "summary": summarize_switching_runs(runs),
+    }
+    write_switching_outputs(results, out_dir)
+    return results
+
+
+def _pretrained(
+    config: RunConfig, stream: SwitchingStream, seed: int, progress: bool
+) -> torch.nn.Module:
+    settings = ProtoNetSettings(episodes=config.train.pretrain_episodes)
+    cache = Path(config.cache_dir) if config.cache_dir else None
+    torch.set_num_threads(config.threads)
+    return pretrain_protonet(
+        stream.pretraining(), settings, seed, cache_dir=cache, progress=progress
+    )
+
+
+def _job(
+    config: RunConfig,
+    stream: SwitchingStream,
+    encoder: torch.nn.Module,
+    agent: str,
+    seed: int,
+) -> dict[str, Any]:
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    facts = StreamFacts(stream.scenario, stream.n_steps, stream.ways, stream.input_shape)
+    device = torch.device("cpu")
+    context = AgentContext(
+        copy.deepcopy(encoder),
+        config.train,
+        facts,
+        device,
+        make_evaluator(ram_interval_s=None, metrics=False),
+        (),
+        seed,
+    )
+    learner = make_agent(agent, context)
+    began = time.perf_counter()
+    accuracies = prequential_accuracies(stream, learner)
+    wall = time.perf_counter() - began
+    return {
+        "agent": agent,
+        "seed": seed,
+        **prequential_metrics(accuracies, stream.truth, _RECOVERY_LAGS),
+        "ground_truth": stream.truth.as_dict(),
+        "wall_time_s": wall,
+    }
+
+
+def summarize_switching_runs(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """One row per agent: means (and sample stds) over seeds, keys ``SWITCHING_SUMMARY_KEYS``."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for run in runs:
+        groups.setdefault(run["agent"], []).append(run)
+    rows = []
+    for agent, agent_runs in groups.items():
+        row: dict[str, Any] = {"agent": agent, "n_seeds": len(agent_runs)}
+        for name, values in (
+            ("oca", [r["oca"] for r in agent_runs]),
+            ("oca_revisit", [r["oca_revisit"] for r in agent_runs]),
+        ):
+            row[f"{name}_mean"], row[f"{name}_std"] = _mean_std(values)
+        row["oca_first_visit_mean"] = _mean_std([r["oca_first_visit"] for r in agent_runs])[0]
+        for kind in ("pretrain", "new", "ood"):
+            row[f"oca_{kind}_mean"] = _mean_std([r["oca_by_type"][kind] for r in agent_runs])[0]
+        row["wall_time_s_mean"] = float(np.mean([r["wall_time_s"] for r in agent_runs]))
+        rows.append({key: row[key] for key in SWITCHING_SUMMARY_KEYS})
+    return rows
+
+
+def format_switching_table(summary: Sequence[Mapping[str, Any]]) -> str:
+    """The terminal table of a task-switching run: OCA first, in percent."""
+    rows = [_cells(row) for row in summary]
+    widths = [max(len(r[k]) for r in [list(_COLUMNS), *rows]) for k in range(len(_COLUMNS))]
+
+    def line(cells: Sequence[str]) -> str:
+        rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
+        return "  ".join([cells[0].ljust(widths[0]), *rest])
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(_COLUMNS), rule, *(line(r) for r in rows)])
+
+
+def write_switching_outputs(results: Mapping[str, Any], out_dir: Path) -> None:
+    """``results.json``, ``summary.csv``, ``summary.md`` and the two PNGs, each atomically."""
+    import json
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
+    atomic_write_text(out_dir / "config.json", json.dumps(results["config"], indent=2) + "\n")
+    header = ",".join(SWITCHING_SUMMARY_KEYS)
+    lines = [header] + [
+        ",".join("" if row[k] is None else str(row[k]) for k in SWITCHING_SUMMARY_KEYS)
+        for row in results["summary"]
+    ]
+    atomic_write_text(out_dir / "summary.csv", "\n".join(lines) + "\n")
+    table = format_switching_table(results["summary"])
+    atomic_write_text(out_dir / "summary.md", f"```\n{table}\n```\n")
+    for name, draw in (
+        ("recovery_curves.png", _draw_recovery),
+        ("prequential_accuracy.png", _draw_prequential),
+    ):
+        figure = draw(results["runs"])
+        with atomic_path(out_dir / name) as tmp:
+            figure.savefig(tmp, format="png", dpi=110)
+
+
+def _draw_recovery(runs: Sequence[Mapping[str, Any]]) -> Figure:
+    figure = Figure(figsize=(11, 4), layout="constrained")
+    FigureCanvasAgg(figure)
+    axes = figure.subplots(1, 2, sharey=True)
+    agents = list(dict.fromkeys(r["agent"] for r in runs))
+    for ax, visit in zip(axes, ("first_visit", "revisit"), strict=True):
+        for agent in agents:
+            curves = [r["recovery_curve"][visit] for r in runs if r["agent"] == agent]
+            mean = [_mean_std([c[k] for c in curves])[0] for k in range(len(curves[0]))]
+            ax.plot(range(len(mean)), [np.nan if m is None else m for m in mean], label=agent)
+        ax.set_title("first visits" if visit == "first_visit" else "revisits")
+        ax.set_xlabel("steps since the switch")
+        ax.grid(alpha=0.25)
+    axes[0].set_ylabel("accuracy on the incoming batch")
+    axes[1].legend(fontsize="small")
+    return figure
+
+
+def _draw_prequential(runs: Sequence[Mapping[str, Any]]) -> Figure:
+    seed = runs[0]["seed"]
+    shown = [r for r in runs if r["seed"] == seed]
+    figure = Figure(figsize=(12, 4), layout="constrained")
+    FigureCanvasAgg(figure)
+    ax = figure.subplots()
+    window = 10
+    for run in shown:
+        values = np.asarray(run["step_accuracy"])
+        smooth = np.convolve(values, np.ones(window) / window, mode="valid")
+        ax.plot(np.arange(window - 1, len(values)), smooth, lw=1, label=run["agent"])
+    switches = np.flatnonzero(shown[0]["ground_truth"]["switch"])
+    for t in switches:
+        ax.axvline(float(t), color="grey", lw=0.5, alpha=0.4)
+    ax.set_title(f"test-then-train accuracy, seed {seed} ({window}-step mean; lines: switches)")
+    ax.set_xlabel("step")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize="small", loc="lower right")
+    return figure
+
+
+def _cells(row: Mapping[str, Any]) -> list[str]:
+    def pct(key: str) -> str:
+        value = row[key]
+        return "-" if value is None else f"{100 * value:.1f}"
+
+    def pm(key: str) -> str:
+        if row[f"{key}_mean"] is None:
+            return "-"
+        return f"{100 * row[f'{key}_mean']:.1f} ± {100 * row[f'{key}_std']:.1f}"
+
+    return [
+        row["agent"],
+        str(row["n_seeds"]),
+        pm("oca"),
+        pct("oca_first_visit_mean"),
+        pm("oca_revisit"),
+        pct("oca_pretrain_mean"),
+        pct("oca_new_mean"),
+        pct("oca_ood_mean"),
+    ]
+
+
+def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    present = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not present:
+        return None, None
+    std = float(np.std(present, ddof=1)) if len(present) > 1 else 0.0
+    return float(np.mean(present)), std

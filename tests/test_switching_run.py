@@ -1,0 +1,107 @@
+"""A task-switching run end to end through ``lifelong.run``, on the real Omniglot subset."""
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from lifelong import ConfigError, RunConfig, StreamConfig, TrainConfig, run
+from lifelong.agents import UnsupportedScenarioError, available_agents
+from lifelong.switching_run import SWITCHING_SUMMARY_KEYS
+from streams import Scenario
+
+# Every registered agent that runs on task-switching streams passes the same checks.
+AGENTS = tuple(
+    sorted(a for a, e in available_agents().items() if Scenario.TASK_SWITCHING in e.scenarios)
+)
+RUN_KEYS = {"oca", "oca_by_type", "oca_first_visit", "oca_revisit", "recovery_curve"}
+
+
+@pytest.fixture(scope="module")
+def config(shared_data, tmp_path_factory) -> RunConfig:
+    return RunConfig(
+        stream=StreamConfig(
+            name="omniglot-switching",
+            n_tasks=60,
+            data_root=str(shared_data / "omniglot"),
+            options={"labels": "fixed", "p": 0.8},
+        ),
+        agents=AGENTS,
+        seeds=(0, 1),
+        train=TrainConfig(pretrain_episodes=20),
+        cache_dir=str(tmp_path_factory.mktemp("cache")),
+    )
+
+
+@pytest.fixture(scope="module")
+def results(config, tmp_path_factory):
+    out = tmp_path_factory.mktemp("switching")
+    return run(replace(config, out=str(out)), progress=False), out
+
+
+def test_records_hold_the_fixed_online_keys_and_the_ground_truth(results):
+    found, _ = results
+    assert found["scenario"] == "task-switching" and found["n_steps"] == 60
+    assert [(r["agent"], r["seed"]) for r in found["runs"]] == [
+        (agent, seed) for seed in (0, 1) for agent in AGENTS
+    ]
+    for record in found["runs"]:
+        assert set(record) >= RUN_KEYS
+        assert set(record["oca_by_type"]) == {"pretrain", "new", "ood"}
+        assert len(record["step_accuracy"]) == 60
+        assert sum(record["step_accuracy"]) / 60 == pytest.approx(record["oca"])
+        assert len(record["ground_truth"]["switch"]) == 60
+        assert all(0 <= a <= 1 for a in record["step_accuracy"])
+
+
+def test_the_summary_has_oca_mean_and_std_per_agent(results):
+    found, _ = results
+    assert tuple(row["agent"] for row in found["summary"]) == AGENTS
+    for row in found["summary"]:
+        assert tuple(row) == SWITCHING_SUMMARY_KEYS
+        assert row["n_seeds"] == 2 and 0 <= row["oca_mean"] <= 1
+
+
+def test_every_output_file_is_written(results):
+    found, out = results
+    for name in (
+        "results.json",
+        "config.json",
+        "summary.csv",
+        "summary.md",
+        "recovery_curves.png",
+        "prequential_accuracy.png",
+    ):
+        assert (out / name).is_file(), name
+    assert json.loads((out / "results.json").read_text())["summary"] == found["summary"]
+
+
+def test_the_same_seed_gives_the_same_online_accuracies(config, results, tmp_path):
+    again = run(replace(config, seeds=(0,), out=str(tmp_path)), progress=False)
+    first = [r for r in results[0]["runs"] if r["seed"] == 0]
+    assert [r["step_accuracy"] for r in again["runs"]] == [r["step_accuracy"] for r in first]
+
+
+@pytest.mark.parametrize(
+    ("changes", "error", "message"),
+    [
+        (
+            {"agents": ("ewc",)},
+            UnsupportedScenarioError,
+            "cannot run on stream 'omniglot-switching'",
+        ),
+        ({"agents": ("protonet",), "executor": "process"}, ConfigError, "--executor local"),
+        ({"agents": ("protonet",), "device": "cuda"}, ConfigError, "cuda"),
+    ],
+)
+def test_settings_a_task_switching_run_cannot_honour_are_refused(
+    config, tmp_path, changes, error, message
+):
+    with pytest.raises(error, match=message):
+        run(replace(config, out=str(tmp_path), **changes), progress=False)
+
+
+def test_a_validation_split_is_refused(config, tmp_path):
+    stream = replace(config.stream, validation_fraction=0.2)
+    with pytest.raises(ConfigError, match="--validation-fraction applies to task-sequence"):
+        run(replace(config, stream=stream, agents=("protonet",), out=str(tmp_path)), progress=False)
