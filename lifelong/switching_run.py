@@ -9,7 +9,9 @@ truth, so every figure of the summary can be recomputed by hand from ``results.j
 from __future__ import annotations
 
 import copy
+import json
 import math
+import random
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -123,8 +125,9 @@ def _job(
     agent: str,
     seed: int,
 ) -> dict[str, Any]:
-    torch.manual_seed(seed)
+    random.seed(seed)
     np.random.seed(seed)
+    torch.manual_seed(seed)
     facts = StreamFacts(stream.scenario, stream.n_steps, stream.ways, stream.input_shape)
     device = torch.device("cpu")
     context = AgentContext(
@@ -185,8 +188,6 @@ def format_switching_table(summary: Sequence[Mapping[str, Any]]) -> str:
 
 def write_switching_outputs(results: Mapping[str, Any], out_dir: Path) -> None:
     """``results.json``, ``summary.csv``, ``summary.md`` and the two PNGs, each atomically."""
-    import json
-
     out_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
     atomic_write_text(out_dir / "config.json", json.dumps(results["config"], indent=2) + "\n")
