@@ -13,14 +13,53 @@ agent of a run and seed), and returns an ``OnlineLearner``: ``predict`` a step's
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
+
 import torch
 from torch import nn
 from torch.nn.functional import cross_entropy
 
 from lifelong.agents import AgentContext, register_agent
+from lifelong.pretraining import prototype_logits
 from streams import Scenario
 
-__all__ = ["FinetuneLearner", "ProtoNetLearner"]
+__all__ = ["FinetuneLearner", "Predictor", "ProtoNetLearner", "check_support"]
+
+Predictor = Callable[[torch.Tensor], torch.Tensor]
+"""Logits over a support set's labels for a batch of inputs."""
+
+ADAPT_STEPS = 10
+"""SGD steps ``FinetuneLearner.adapt`` takes on a support set."""
+
+
+def check_support(support_x: torch.Tensor, support_y: torch.Tensor) -> int:
+    """Check a few-shot support set and return its number of labels N.
+
+    Raises:
+        ValueError: If the labels are not integers ``0..N-1`` with every one present, or
+            inputs and labels differ in number.
+    """
+    if len(support_x) != len(support_y) or len(support_y) == 0:
+        raise ValueError(
+            f"support has {len(support_x)} inputs and {len(support_y)} labels; pass one "
+            "label per input, at least one"
+        )
+    if support_y.is_floating_point() or support_y.ndim != 1:
+        raise ValueError(
+            f"support labels have dtype {support_y.dtype} and shape "
+            f"{tuple(support_y.shape)}; pass 1-D integer labels"
+        )
+    labels = sorted(set(support_y.tolist()))
+    ways = max(labels) + 1
+    if labels[0] < 0 or labels != list(range(ways)):
+        missing = sorted(set(range(max(ways, 0))) - set(labels))
+        raise ValueError(
+            f"support labels are {labels}; number the classes 0..N-1 with every one present"
+            + (f" (missing {missing})" if missing and labels[0] >= 0 else "")
+        )
+    return ways
+
 
 SWITCHING = frozenset({Scenario.TASK_SWITCHING})
 
@@ -42,6 +81,8 @@ class FinetuneLearner:
         nn.init.zeros_(head.bias)
         self.model = nn.Sequential(encoder, head)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr)
+        self.lr = lr
+        self.features = features
         self.steps = steps
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
@@ -49,6 +90,20 @@ class FinetuneLearner:
         self.model.eval()
         with torch.no_grad():
             return self.model(x)
+
+    def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor) -> Predictor:
+        """A copy of the encoder with a new zero head, ``ADAPT_STEPS`` SGD steps on the support.
+
+        The learner itself is unchanged.
+
+        Raises:
+            ValueError: On a malformed support set (see ``check_support``).
+        """
+        ways = check_support(support_x, support_y)
+        encoder = copy.deepcopy(self.model[0])
+        adapted = FinetuneLearner(encoder, self.features, ways, self.lr, ADAPT_STEPS)
+        adapted.observe(support_x, support_y, None)
+        return adapted.predict
 
     def observe(self, x: torch.Tensor, y: torch.Tensor, new_segment: bool | None) -> None:
         """``steps`` SGD steps on the labelled batch; boundaries are not used."""
@@ -89,6 +144,22 @@ class ProtoNetLearner:
         """Negative squared distances to the prototypes; zeros before any prototype."""
         with torch.no_grad():
             return self._logits(self.encoder(x))
+
+    def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor) -> Predictor:
+        """Nearest-prototype logits from the support set's prototypes; the learner is unchanged.
+
+        Raises:
+            ValueError: On a malformed support set (see ``check_support``).
+        """
+        ways = check_support(support_x, support_y)
+        with torch.no_grad():
+            support = self.encoder(support_x)
+
+        def predict(x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return prototype_logits(support, support_y, self.encoder(x), ways)
+
+        return predict
 
     def observe(self, x: torch.Tensor, y: torch.Tensor, new_segment: bool | None) -> None:
         """Restart the prototypes if the task switched, then add the batch to them."""

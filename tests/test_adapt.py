@@ -1,0 +1,80 @@
+"""``adapt(support_x, support_y)`` of the task-switching learners: a predictor, agent unchanged."""
+
+import copy
+
+import pytest
+import torch
+
+from lifelong.online_agents import FinetuneLearner, ProtoNetLearner, check_support
+from lifelong.pretraining import conv4
+from streams.omniglot_switching import omniglot_switching_pool
+from streams.switching import DistributionKind
+
+
+@pytest.fixture(scope="module")
+def episode(shared_data):
+    """A 5-way 1-shot support set of held-out characters, and queries of the same classes."""
+    pool = omniglot_switching_pool(shared_data / "omniglot", 3, seed=0)
+    new = next(d for d in pool if d.kind is DistributionKind.NEW)
+    support = torch.stack([new.test[c][0] for c in range(5)])
+    queries = torch.cat([new.test[c][1:] for c in range(5)])
+    query_y = torch.arange(5).repeat_interleave(4)
+    return support, torch.arange(5), queries, query_y, pool
+
+
+def _learners():
+    torch.manual_seed(0)
+    encoder = conv4(1, 16)
+    return [FinetuneLearner(copy.deepcopy(encoder), 16, 5, 0.1, 1), ProtoNetLearner(encoder, 5)]
+
+
+def _state(learner):
+    if isinstance(learner, FinetuneLearner):
+        return {k: v.clone() for k, v in learner.model.state_dict().items()}
+    return learner.sums.clone(), learner.counts.clone()
+
+
+def _same(a, b):
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("index", [0, 1], ids=["finetune", "protonet"])
+def test_adapt_returns_a_predictor_and_leaves_the_learner_unchanged(episode, index):
+    support, support_y, queries, query_y, pool = episode
+    learner = _learners()[index]
+    drawings = pool[0].train
+    for _ in range(3):  # some history, so that there is state to disturb
+        x = torch.stack([drawings[c][0] for c in range(5)])
+        learner.observe(x, torch.arange(5), None)
+    before = _state(learner)
+    predict = learner.adapt(support, support_y)
+    logits = predict(queries)
+    assert logits.shape == (len(query_y), 5)
+    assert bool(torch.isfinite(logits).all())
+    assert _same(before, _state(learner))
+
+
+def test_protonet_adapt_puts_each_support_drawing_nearest_its_own_label(episode):
+    support, support_y, *_ = episode
+    predict = _learners()[1].adapt(support, support_y)
+    assert torch.equal(predict(support).argmax(1), support_y)
+
+
+@pytest.mark.parametrize(
+    ("labels", "message"),
+    [
+        ([0, 2, 3], r"number the classes 0..N-1 with every one present \(missing \[1\]\)"),
+        ([1, 2, 3], r"support labels are \[1, 2, 3\]; number the classes 0..N-1"),
+        ([0, 1], "support has 3 inputs and 2 labels"),
+    ],
+)
+def test_a_malformed_support_set_is_refused_in_one_line(labels, message):
+    with pytest.raises(ValueError, match=message):
+        check_support(torch.zeros(3, 1, 28, 28), torch.tensor(labels))
+
+
+def test_float_labels_are_refused():
+    with pytest.raises(ValueError, match="pass 1-D integer labels"):
+        check_support(torch.zeros(2, 1, 28, 28), torch.tensor([0.0, 1.0]))
