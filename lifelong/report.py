@@ -47,6 +47,7 @@ __all__ = [
     "REQUIRED_RESULT_KEYS",
     "REQUIRED_RUN_KEYS",
     "SUMMARY_KEYS",
+    "aligned_table",
     "format_summary_table",
     "summarize_runs",
     "summary_markdown",
@@ -156,7 +157,16 @@ def format_summary_table(summary: Sequence[Mapping[str, Any]]) -> str:
         ValueError: If a row lacks a key of :data:`SUMMARY_KEYS`.
     """
     rows = [_table_cells(row) for row in _validate_summary(summary)]
-    widths = [max(len(cells[k]) for cells in [list(_COLUMNS), *rows]) for k in range(len(_COLUMNS))]
+    return aligned_table(_COLUMNS, rows)
+
+
+def aligned_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain-text table: the first column left-aligned, the others right-aligned.
+
+    Returns:
+        The header, a rule and one line per row, without a final newline.
+    """
+    widths = [max(len(cells[k]) for cells in [list(header), *rows]) for k in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:
         first = cells[0].ljust(widths[0])
@@ -164,7 +174,7 @@ def format_summary_table(summary: Sequence[Mapping[str, Any]]) -> str:
         return "  ".join([first, *rest]).rstrip()
 
     rule = "  ".join("-" * width for width in widths)
-    return "\n".join([line(_COLUMNS), rule, *(line(cells) for cells in rows)])
+    return "\n".join([line(header), rule, *(line(cells) for cells in rows)])
 
 
 def summary_markdown(results: Mapping[str, Any]) -> str:

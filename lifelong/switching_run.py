@@ -29,6 +29,7 @@ from lifelong.evaluation import make_evaluator
 from lifelong.io import atomic_path, atomic_write_text
 from lifelong.prequential import prequential_accuracies, prequential_metrics
 from lifelong.pretraining import ProtoNetSettings, pretrain_protonet
+from lifelong.report import aligned_table
 from streams.switching import SwitchingStream
 
 __all__ = ["SWITCHING_SUMMARY_KEYS", "format_switching_table", "run_switching"]
@@ -175,15 +176,7 @@ def summarize_switching_runs(runs: Sequence[Mapping[str, Any]]) -> list[dict[str
 
 def format_switching_table(summary: Sequence[Mapping[str, Any]]) -> str:
     """The terminal table of a task-switching run: OCA first, in percent."""
-    rows = [_cells(row) for row in summary]
-    widths = [max(len(r[k]) for r in [list(_COLUMNS), *rows]) for k in range(len(_COLUMNS))]
-
-    def line(cells: Sequence[str]) -> str:
-        rest = [c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True)]
-        return "  ".join([cells[0].ljust(widths[0]), *rest])
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(_COLUMNS), rule, *(line(r) for r in rows)])
+    return aligned_table(_COLUMNS, [_cells(row) for row in summary])
 
 
 def write_switching_outputs(results: Mapping[str, Any], out_dir: Path) -> None:

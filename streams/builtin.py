@@ -27,6 +27,7 @@ import torch
 from streams.base import Scenario, StreamError, StreamFactory, StreamSpec, TaskStream
 from streams.data import (
     TensorSplit,
+    alphabet_classes,
     load_digits,
     load_image_folder,
     load_mnist,
@@ -210,10 +211,7 @@ def split_omniglot(name: str, spec: StreamSpec) -> TaskStream:
         n_tasks = _default_tasks(name, spec, len(order), characters_per_task, "characters")
         groups = class_blocks(order, characters_per_task, n_tasks)
     else:
-        alphabets: dict[str, list[int]] = {}
-        for label, class_name in enumerate(data.class_names):
-            alphabets.setdefault(class_name.split("/")[0], []).append(label)
-        by_alphabet = list(alphabets.values())
+        by_alphabet = list(alphabet_classes(data).values())
         alphabet_order = class_order(len(by_alphabet), spec.seed, shuffle=shuffle)
         n_tasks = spec.n_tasks or len(by_alphabet)
         if n_tasks > len(by_alphabet):

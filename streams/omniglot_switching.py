@@ -17,13 +17,18 @@ import torch
 from torch.nn.functional import interpolate
 
 from streams.base import StreamError, StreamSpec
-from streams.data import load_digits, load_mnist, load_omniglot, resolve_data_root
+from streams.data import (
+    alphabet_classes,
+    load_digits,
+    load_mnist,
+    load_omniglot,
+    resolve_data_root,
+)
 from streams.data.common import TensorSplit
 from streams.data.mnist import find_mnist_files
 from streams.options import check_spec, choice, parse_options, positive_int
 from streams.registry import register_stream
 from streams.switching import (
-    DEFAULT_KIND_WEIGHTS,
     Distribution,
     DistributionKind,
     SwitchingStream,
@@ -96,9 +101,7 @@ def omniglot_switching(spec: StreamSpec) -> SwitchingStream:
         p_stay=_probability(name, options["p"]),
         labels=choice(name, options, "labels", ("shuffled", "fixed")),
         boundaries=choice(name, options, "boundaries", ("hidden", "known")),
-        kind_weights=kind_weights_from(str(options["weights"]))
-        if options["weights"] != _DEFAULTS["weights"]
-        else DEFAULT_KIND_WEIGHTS,
+        kind_weights=kind_weights_from(str(options["weights"])),
     )
 
 
@@ -126,7 +129,7 @@ def omniglot_switching_pool(
             data are missing.
     """
     omniglot = load_omniglot(data_root, image_size=IMAGE_SIZE, download=download)
-    alphabets = _alphabets(omniglot)
+    alphabets = alphabet_classes(omniglot)
     chosen = _pretraining_alphabets(list(alphabets), pretrain_alphabets, seed)
     pool = [
         _distribution(name, DistributionKind.PRETRAIN, omniglot, alphabets[name])
@@ -148,13 +151,6 @@ def omniglot_switching_pool(
     pool.append(_digit_distribution("digits", _resized(load_digits()), seed))
     check_input_shapes("omniglot-switching", pool)
     return tuple(pool)
-
-
-def _alphabets(data: TensorSplit) -> dict[str, list[int]]:
-    alphabets: dict[str, list[int]] = {}
-    for label, class_name in enumerate(data.class_names):
-        alphabets.setdefault(class_name.split("/")[0], []).append(label)
-    return alphabets
 
 
 def _pretraining_alphabets(names: list[str], asked: object, seed: int) -> list[str]:

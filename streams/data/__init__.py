@@ -18,7 +18,7 @@ from streams.data.common import (
 )
 from streams.data.images import load_image_folder
 from streams.data.mnist import MnistFiles, find_mnist_files, load_mnist, read_idx
-from streams.data.omniglot import OmniglotSource, find_omniglot, load_omniglot
+from streams.data.omniglot import OmniglotSource, alphabet_classes, find_omniglot, load_omniglot
 
 __all__ = [
     "DATA_ROOT_ENV",
@@ -26,6 +26,7 @@ __all__ = [
     "MnistFiles",
     "OmniglotSource",
     "TensorSplit",
+    "alphabet_classes",
     "find_mnist_files",
     "find_omniglot",
     "load_digits",

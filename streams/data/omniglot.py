@@ -16,7 +16,13 @@ from PIL import Image
 from streams.base import StreamError
 from streams.data.common import TensorSplit
 
-__all__ = ["OMNIGLOT_TEST_DRAWINGS", "OmniglotSource", "find_omniglot", "load_omniglot"]
+__all__ = [
+    "OMNIGLOT_TEST_DRAWINGS",
+    "OmniglotSource",
+    "alphabet_classes",
+    "find_omniglot",
+    "load_omniglot",
+]
 
 OMNIGLOT_TEST_DRAWINGS = 5
 """Drawings per character held out for testing: the last 5 of 20 by sorted file name."""
@@ -134,6 +140,14 @@ def load_omniglot(
         torch.from_numpy(labels[is_test]),
         names,
     )
+
+
+def alphabet_classes(data: TensorSplit) -> dict[str, list[int]]:
+    """The class labels of each alphabet, in label order, from ``load_omniglot``'s names."""
+    alphabets: dict[str, list[int]] = {}
+    for label, class_name in enumerate(data.class_names):
+        alphabets.setdefault(class_name.split("/")[0], []).append(label)
+    return alphabets
 
 
 def _has_alphabets(folder: Path) -> bool:
