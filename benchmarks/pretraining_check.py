@@ -20,7 +20,12 @@ from pathlib import Path
 import torch
 
 from lifelong.io import atomic_write_text
-from lifelong.pretraining import ProtoNetSettings, fewshot_accuracy, pretrain_protonet
+from lifelong.pretraining import (
+    ProtoNetSettings,
+    encoder_cache_path,
+    fewshot_accuracy,
+    pretrain_protonet,
+)
 from streams.omniglot_switching import omniglot_switching_pool
 from streams.switching import DistributionKind
 
@@ -42,6 +47,8 @@ def main() -> None:
         pool = omniglot_switching_pool(args.data_root, 3, seed=seed)
         pretraining = [d for d in pool if d.kind is DistributionKind.PRETRAIN]
         held_out = [d for d in pool if d.kind is DistributionKind.NEW]
+        cached = encoder_cache_path(args.cache_dir, pretraining, settings, seed)
+        from_cache = cached is not None and cached.is_file()
         began = time.perf_counter()
         encoder = pretrain_protonet(pretraining, settings, seed, cache_dir=args.cache_dir)
         seconds = time.perf_counter() - began
@@ -50,6 +57,7 @@ def main() -> None:
             "pretraining_alphabets": [d.name for d in pretraining],
             "held_out_alphabets": [d.name for d in held_out],
             "pretraining_s": seconds,
+            "from_cache": from_cache,
         }
         for ways in (5, 20):
             mean, half_width = fewshot_accuracy(encoder, held_out, ways, episodes=500, seed=seed)

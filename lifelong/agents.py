@@ -7,10 +7,12 @@ strategy ready for ``strategy.train(train_stream, eval_streams=[test_stream])``.
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
-from collections.abc import Callable, Sequence
+import typing
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import torch
 from avalanche.core import SupervisedPlugin
@@ -18,7 +20,7 @@ from avalanche.training.plugins import EvaluationPlugin
 from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
-from lifelong.config import TrainConfig
+from lifelong.config import ConfigError, TrainConfig
 from lifelong.prequential import OnlineLearner
 from streams import Scenario
 from streams.base import TASK_SEQUENCE_SCENARIOS
@@ -63,6 +65,8 @@ class AgentContext:
         evaluator: The run's evaluation plugin; pass it to the strategy unchanged.
         plugins: Extra plugins the run needs (progress reporting); pass them on.
         seed: The run's seed, for components that keep their own random generator.
+        options: The agent's own settings (an instance of its registered ``options`` class,
+            with the run's ``agent_options`` applied), or ``None`` if it has none.
     """
 
     model: nn.Module
@@ -72,6 +76,7 @@ class AgentContext:
     evaluator: EvaluationPlugin
     plugins: Sequence[SupervisedPlugin]
     seed: int
+    options: Any = None
 
 
 class AgentFactory(Protocol):
@@ -98,6 +103,8 @@ class AgentEntry:
         description: One line for ``--list``.
         scenarios: The scenarios the agent can run on.
         uses_memory: Whether ``--memory-size`` bounds what it stores.
+        options: The frozen dataclass of its own settings, which ``--agent-option`` sets;
+            ``None`` if it has none.
     """
 
     name: str
@@ -105,6 +112,7 @@ class AgentEntry:
     description: str
     scenarios: frozenset[Scenario]
     uses_memory: bool
+    options: type | None = None
 
 
 _REGISTRY: dict[str, AgentEntry] = {}
@@ -116,8 +124,12 @@ def register_agent(
     description: str | None = None,
     scenarios: frozenset[Scenario] = ALL_SCENARIOS,
     uses_memory: bool = False,
+    options: type | None = None,
 ) -> Callable[[AgentFactory], AgentFactory]:
     """Register an agent factory under ``name``.
+
+    ``options`` is the frozen dataclass of the agent's own settings; its factory then finds
+    an instance, with the run's ``agent_options`` applied, in ``context.options``.
 
     Raises:
         ValueError: If ``name`` is already registered.
@@ -128,7 +140,11 @@ def register_agent(
             raise ValueError(f"agent {name!r} is already registered; pick another name")
         doc = inspect.getdoc(factory) or ""
         line = description or (doc.strip().splitlines()[0] if doc.strip() else "")
-        _REGISTRY[name] = AgentEntry(name, factory, line, frozenset(scenarios), uses_memory)
+        if options is not None and not dataclasses.is_dataclass(options):
+            raise TypeError(f"options of agent {name!r} must be a dataclass, got {options!r}")
+        _REGISTRY[name] = AgentEntry(
+            name, factory, line, frozenset(scenarios), uses_memory, options
+        )
         return factory
 
     return decorator
@@ -186,3 +202,49 @@ def check_scenario(entry: AgentEntry, scenario: Scenario, stream_name: str | Non
     raise UnsupportedScenarioError(
         f"agent {entry.name!r} cannot run on {where}; it supports: {supported}"
     )
+
+
+def agent_options(name: str, overrides: Mapping[str, Any]) -> Any:
+    """The settings of agent ``name`` with ``overrides`` applied, checked field by field.
+
+    Args:
+        name: A registered agent.
+        overrides: Field name to value, as a config file or ``--agent-option`` gives them.
+
+    Returns:
+        An instance of the agent's options class, or ``None`` if it has none and no
+        overrides were given.
+
+    Raises:
+        UnknownAgentError: If ``name`` is not registered.
+        ConfigError: If the agent has no settings, a field is unknown (the valid ones are
+            listed), or a value has the wrong type or is refused by the class.
+    """
+    entry = get_agent(name)
+    if entry.options is None:
+        if overrides:
+            raise ConfigError(f"agent {name!r} has no settings; drop its --agent-option")
+        return None
+    hints = typing.get_type_hints(entry.options)
+    fields = {f.name: hints[f.name] for f in dataclasses.fields(entry.options) if f.init}
+    checked = {}
+    for key, value in overrides.items():
+        if key not in fields:
+            raise ConfigError(
+                f"agent {name!r} has no setting {key!r}; valid: {', '.join(sorted(fields))}"
+            )
+        checked[key] = _typed(f"{name}.{key}", value, fields[key])
+    try:
+        return entry.options(**checked)
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"agent {name!r}: {error}") from error
+
+
+def _typed(where: str, value: Any, kind: Any) -> Any:
+    """``value`` as a ``kind`` (bool, int, float or str), or a one-line ``ConfigError``."""
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if kind in (bool, int, float, str) and type(value) is kind:
+        return value
+    expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+    raise ConfigError(f"{where} must be {expected.get(kind, str(kind))}, got {value!r}")

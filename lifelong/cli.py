@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -94,6 +94,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="stream-specific option, repeatable (e.g. classes_per_task=2)",
     )
     add(
+        "--agent-option",
+        action="append",
+        metavar="AGENT.KEY=VALUE",
+        help="an agent's own setting, repeatable (e.g. lifelong.retrieval=false)",
+    )
+    add(
         "--validation-fraction",
         type=float,
         help="hold out this share of every task's training data and evaluate on it instead "
@@ -175,6 +181,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         ram_metrics=args.ram_metrics,
         checkpoint_every_s=args.checkpoint_every,
     )
+    if args.agent_option:
+        run_updates["agent_options"] = _agent_options(config.agent_options, args.agent_option)
     if args.agents is not None:
         run_updates["agents"] = tuple(a.strip() for a in args.agents.split(",") if a.strip())
     if args.seeds is not None:
@@ -273,6 +281,23 @@ def _options(pairs: Sequence[str]) -> dict[str, Any]:
         if not sep or not key:
             raise ConfigError(f"--stream-option must look like KEY=VALUE, got {pair!r}")
         options[key.strip()] = _literal(text.strip())
+    return options
+
+
+def _agent_options(
+    base: Mapping[str, Mapping[str, Any]], pairs: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """``base`` with each ``AGENT.KEY=VALUE`` of ``pairs`` applied."""
+    options = {agent: dict(settings) for agent, settings in base.items()}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        agent, dot, key = name.strip().partition(".")
+        if not (sep and dot and agent and key):
+            raise ConfigError(
+                f"--agent-option must look like AGENT.KEY=VALUE (e.g. lifelong.retrieval=false), "
+                f"got {pair!r}"
+            )
+        options.setdefault(agent, {})[key] = _literal(text.strip())
     return options
 
 

@@ -107,6 +107,8 @@ class RunConfig:
             experience). A save writes the whole strategy, replay buffers and the data sets
             they point into included (tens of MB on a 20-task MNIST stream), so a short job
             saves none and a killed one reruns at most this long.
+        agent_options: Per agent, settings of its own that replace its defaults, e.g.
+            ``{"lifelong": {"retrieval": False}}`` (``--agent-option lifelong.retrieval=false``).
     """
 
     stream: StreamConfig = field(default_factory=StreamConfig)
@@ -123,6 +125,7 @@ class RunConfig:
     ram_metrics: bool = False
     checkpoint_every_s: float = 30.0
     cache_dir: str | None = "runs/pretrained"
+    agent_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 def validate(config: RunConfig) -> RunConfig:
@@ -197,7 +200,18 @@ def validate(config: RunConfig) -> RunConfig:
         config.evaluator in EVALUATORS,
         f"--evaluator must be one of {', '.join(EVALUATORS)}, got {config.evaluator!r}",
     )
+    _check_agent_options_shape(config.agent_options)
     return config
+
+
+def _check_agent_options_shape(options: Any) -> None:
+    """``agent_options`` must map agent names to mappings of setting names (values: later)."""
+    _require(
+        isinstance(options, Mapping)
+        and all(isinstance(k, str) and isinstance(v, Mapping) for k, v in options.items()),
+        f"agent_options must map agent names to their settings, e.g. "
+        f"{{lifelong: {{retrieval: false}}}}; got {options!r}",
+    )
 
 
 def _require(condition: bool, message: str) -> None:

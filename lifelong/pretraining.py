@@ -35,6 +35,7 @@ from streams.switching import Distribution
 __all__ = [
     "ProtoNetSettings",
     "conv4",
+    "encoder_cache_path",
     "fewshot_accuracy",
     "pretrain_protonet",
     "prototype_logits",
@@ -148,7 +149,7 @@ def pretrain_protonet(
     """
     classes = rotated_classes(distributions)
     _check_episode_fits(classes, settings)
-    path = _cache_path(cache_dir, distributions, settings, seed)
+    path = encoder_cache_path(cache_dir, distributions, settings, seed)
     # The caller's random state is left as it was: the seed fixes everything here.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -259,12 +260,16 @@ def _check_episode_fits(classes: Sequence[torch.Tensor], settings: ProtoNetSetti
         )
 
 
-def _cache_path(
+def encoder_cache_path(
     cache_dir: Path | None,
     distributions: Sequence[Distribution],
     settings: ProtoNetSettings,
     seed: int,
 ) -> Path | None:
+    """Where ``pretrain_protonet`` keeps the encoder of these settings, seed and data.
+
+    ``None`` when there is no cache folder.
+    """
     if cache_dir is None:
         return None
     # The data enter the key by content, so a changed copy of the data is never mistaken

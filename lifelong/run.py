@@ -37,6 +37,7 @@ from tqdm import tqdm
 from lifelong.agents import (
     AgentContext,
     StreamFacts,
+    agent_options,
     available_agents,
     check_scenario,
     get_agent,
@@ -149,6 +150,7 @@ def _run(config: RunConfig, progress: bool, *, resuming: bool) -> dict[str, Any]
     # Resolved once, so the saved config and the caller name the same folder.
     out_dir = output_dir(config, built.name)
     config = replace(config, agents=resolve_agents(config.agents, built), out=str(out_dir))
+    _check_agent_options(config)
     if isinstance(built, SwitchingStream):
         return _run_task_switching(config, out_dir, progress, resuming=resuming)
     stream = _task_sequence(built)
@@ -362,7 +364,10 @@ def _build_strategy(
     _add_every_head(model, stream)
     ram_interval = RAM_SAMPLE_INTERVAL_S if config.ram_metrics else None
     evaluator = make_evaluator(ram_interval_s=ram_interval, metrics=config.evaluator != "tensor")
-    context = AgentContext(model, config.train, facts, device, evaluator, plugins, job.seed)
+    options = agent_options(job.agent, config.agent_options.get(job.agent, {}))
+    context = AgentContext(
+        model, config.train, facts, device, evaluator, plugins, job.seed, options
+    )
     strategy = make_agent(job.agent, context)
     if not isinstance(strategy, BaseTemplate):
         raise TypeError(
@@ -416,9 +421,22 @@ def _preflight(config: RunConfig, stream: TaskStream) -> None:
             _build_strategy(Job(config, agent, config.seeds[0]), stream, plugins=[])
 
 
-def resolve_agents(
-    names: Sequence[str], stream: TaskStream | SwitchingStream
-) -> tuple[str, ...]:
+def _check_agent_options(config: RunConfig) -> None:
+    """Refuse settings for an agent the run does not compare, and check every value.
+
+    Raises:
+        ConfigError: Naming the agent or setting and the fix.
+    """
+    for name, overrides in config.agent_options.items():
+        if name not in config.agents:
+            raise ConfigError(
+                f"--agent-option names agent {name!r}, which this run does not compare "
+                f"({', '.join(config.agents)}); add it to --agents or drop the option"
+            )
+        agent_options(name, overrides)
+
+
+def resolve_agents(names: Sequence[str], stream: TaskStream | SwitchingStream) -> tuple[str, ...]:
     """Expand ``all`` and check every agent can run on the stream's scenario.
 
     Raises:

@@ -14,6 +14,7 @@ import math
 import random
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from lifelong.agents import AgentContext, StreamFacts, make_agent
+from lifelong.agents import AgentContext, StreamFacts, agent_options, make_agent
 from lifelong.config import RunConfig, config_to_dict
 from lifelong.evaluation import make_evaluator
 from lifelong.io import atomic_path, atomic_write_text
@@ -139,18 +140,26 @@ def _job(
         make_evaluator(ram_interval_s=None, metrics=False),
         (),
         seed,
+        agent_options(agent, config.agent_options.get(agent, {})),
     )
     learner = make_agent(agent, context)
     began = time.perf_counter()
     accuracies = prequential_accuracies(stream, learner)
     wall = time.perf_counter() - began
-    return {
+    record = {
         "agent": agent,
         "seed": seed,
         **prequential_metrics(accuracies, stream.truth, _RECOVERY_LAGS),
         "ground_truth": stream.truth.as_dict(),
         "wall_time_s": wall,
+        "agent_settings": None if context.options is None else asdict(context.options),
     }
+    # What an agent reports of itself: bytes it keeps, counts of its decisions.
+    for key in ("memory_bytes", "decisions"):
+        value = getattr(learner, key, None)
+        if value is not None:
+            record[key] = dict(value)
+    return record
 
 
 def summarize_switching_runs(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:

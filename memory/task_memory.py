@@ -273,6 +273,18 @@ class TaskMemory:
         self._check_id(task_id)
         self._index.update([task_id], self._one_embedding(embedding))
 
+    def update_record(self, task_id: int, record: TaskRecord) -> None:
+        """Replace a task's record, keeping its id and embedding (a task seen again).
+
+        Raises:
+            UnknownIdError: If ``task_id`` is not stored.
+            TypeError: If ``record`` is not a ``TaskRecord``.
+        """
+        self._check_id(task_id)
+        if not isinstance(record, TaskRecord):
+            raise TypeError(f"record must be a TaskRecord, got {type(record).__name__}")
+        self._records[task_id] = record
+
     def remove(self, task_id: int) -> None:
         """Forget a task: its embedding and record. Its id is not reused.
 

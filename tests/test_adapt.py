@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 
+from lifelong.agent.switching import SwitchingLearner
 from lifelong.online_agents import FinetuneLearner, ProtoNetLearner, check_support
 from lifelong.pretraining import conv4
 from streams.omniglot_switching import omniglot_switching_pool
@@ -25,12 +26,20 @@ def episode(shared_data):
 def _learners():
     torch.manual_seed(0)
     encoder = conv4(1, 16)
-    return [FinetuneLearner(copy.deepcopy(encoder), 16, 5, 0.1, 1), ProtoNetLearner(encoder, 5)]
+    return [
+        FinetuneLearner(copy.deepcopy(encoder), 16, 5, 0.1, 1),
+        ProtoNetLearner(copy.deepcopy(encoder), 5),
+        SwitchingLearner(encoder, 5, memory_size=20),
+    ]
 
 
 def _state(learner):
     if isinstance(learner, FinetuneLearner):
         return {k: v.clone() for k, v in learner.model.state_dict().items()}
+    if isinstance(learner, SwitchingLearner):
+        tasks = learner.tasks
+        records = [t for i in tasks.task_ids() for t in tasks.get(i).tensors.values()]
+        return [*learner.meta, *learner.head, *records, learner.samples.stored().x]
     return learner.sums.clone(), learner.counts.clone()
 
 
@@ -40,7 +49,7 @@ def _same(a, b):
     return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
-@pytest.mark.parametrize("index", [0, 1], ids=["finetune", "protonet"])
+@pytest.mark.parametrize("index", [0, 1, 2], ids=["finetune", "protonet", "lifelong"])
 def test_adapt_returns_a_predictor_and_leaves_the_learner_unchanged(episode, index):
     support, support_y, queries, query_y, pool = episode
     learner = _learners()[index]

@@ -186,10 +186,14 @@ def _full_run(seed: int = 0):
     return accuracy_matrix_from_evaluator(evaluator, stream.n_tasks), strategy
 
 
-def test_lifelong_is_registered_for_single_head_scenarios():
+def test_lifelong_is_registered_for_single_head_and_task_switching_scenarios():
     entry = available_agents()["lifelong"]
-    assert entry.uses_memory
-    assert entry.scenarios == {Scenario.CLASS_INCREMENTAL, Scenario.DOMAIN_INCREMENTAL}
+    assert entry.uses_memory and entry.options is LifelongConfig
+    assert entry.scenarios == {
+        Scenario.CLASS_INCREMENTAL,
+        Scenario.DOMAIN_INCREMENTAL,
+        Scenario.TASK_SWITCHING,
+    }
 
 
 def test_refuses_task_incremental_in_one_line():

@@ -135,6 +135,32 @@ def test_list_names_streams_and_agents(capsys):
         (["--agents", "naive,replay", "--memory-size", "0"], "'replay' stores samples but"),
         (["--agents", "gem", "--memory-size", "2"], "leaves no sample per task"),
         (
+            ["--agents", "lifelong", "--agent-option", "lifelong.nope=1"],
+            "agent 'lifelong' has no setting 'nope'; valid: .*retrieval",
+        ),
+        (
+            ["--agents", "lifelong", "--agent-option", "lifelong.inner_steps=1.5"],
+            "lifelong.inner_steps must be an integer, got 1.5",
+        ),
+        (
+            ["--agents", "lifelong", "--agent-option", "lifelong.retrieval=maybe"],
+            "lifelong.retrieval must be true or false, got 'maybe'",
+        ),
+        (
+            ["--agents", "lifelong", "--agent-option", "lifelong.recur_accuracy=2"],
+            r"recur_accuracy and route_quantile must lie in \(0, 1\]",
+        ),
+        (
+            ["--agents", "naive", "--agent-option", "lifelong.meta=false"],
+            "names agent 'lifelong', which this run does not compare",
+        ),
+        (["--agents", "naive", "--agent-option", "naive.lr=1"], "agent 'naive' has no settings"),
+        (["--agent-option", "retrieval=false"], "must look like AGENT.KEY=VALUE"),
+        (
+            ["--agents", "lifelong", "--agent-option", "lifelong.routing=false"],
+            "lifelong settings routing apply to task-switching streams only",
+        ),
+        (
             ["--stream", "rotated-mnist", "--data-root", "/no/such/folder"],
             "rotated-mnist.*/no/such/folder.*--data-root",
         ),

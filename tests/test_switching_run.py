@@ -105,3 +105,24 @@ def test_a_validation_split_is_refused(config, tmp_path):
     stream = replace(config.stream, validation_fraction=0.2)
     with pytest.raises(ConfigError, match="--validation-fraction applies to task-sequence"):
         run(replace(config, stream=stream, agents=("protonet",), out=str(tmp_path)), progress=False)
+
+
+def test_agent_options_reach_the_agent_and_are_saved_with_its_record(config, tmp_path):
+    options = {"lifelong": {"retrieval": False, "inner_steps": 2}}
+    found = run(
+        replace(config, agents=("lifelong",), seeds=(0,), agent_options=options, out=str(tmp_path)),
+        progress=False,
+    )
+    (record,) = found["runs"]
+    assert record["agent_settings"]["retrieval"] is False
+    assert record["agent_settings"]["inner_steps"] == 2
+    # Without retrieval the task memory is never searched: nothing is recognised or routed.
+    assert record["decisions"]["recognised"] == 0 and record["decisions"]["routed"] == 0
+    assert set(record["memory_bytes"]) == {
+        "samples",
+        "sample_features",
+        "task_records_and_index",
+        "meta_parameters",
+    }
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert saved["agent_options"] == options

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from memory import policies
 
@@ -61,13 +61,80 @@ class LifelongConfig:
     memory_policy: str = "class_balanced"
     """Replacement policy of the episodic memory (``memory.policies``)."""
 
+    # --- Task-switching streams (few-shot steps, test-then-train: ``agent.switching``) ---
+    retrieval: bool = True
+    """Search the FAISS task memory: at a detected switch, for a stored task that labels the
+    batch well (its prototypes and samples then start the task), and, with ``routing``, at
+    prediction. Off: every detected switch starts a new task from the meta-learned
+    initialisation on its own samples."""
+    routing: bool = True
+    """Predict an unlabelled batch that fits the current task poorly with the stored task
+    that fits it best (task-agnostic prediction). Needs ``retrieval``."""
+    retrieval_replay: bool = True
+    """Adapt a stored task's head on a draw of its stored samples as well as the segment's
+    (replay chosen by retrieval). Off: on the current segment's samples only."""
+    meta: bool = True
+    """Meta-update, from each labelled batch of a task, the feature map, inner learning rates
+    and temperature through the head's adaptation on the task's earlier samples. Off: they
+    keep their initial values."""
+    inner_steps: int = 5
+    """SGD steps that adapt a task's head on its samples."""
+    inner_lr: float = 0.01
+    """Initial inner learning rate of every head parameter (then meta-learned)."""
+    meta_lr: float = 0.001
+    """Adam's learning rate for the meta-parameters."""
+    candidates: int = 5
+    """Records the FAISS task memory returns per search; the best-fitting one is used."""
+    support_window: int = 50
+    """Most recent samples of the current segment a head adapts on."""
+    replay_samples: int = 25
+    """Stored samples of a recognised task drawn into each adaptation."""
+    recur_accuracy: float = 0.8
+    """Share of a labelled batch a stored task's prototypes must get right to be the same
+    task coming back."""
+    route_quantile: float = 0.95
+    """Routing fires when a batch fits the current task worse than this quantile of the
+    recent batches that were in-task."""
+
+    def changed(self, names: tuple[str, ...]) -> list[str]:
+        """Which of the fields ``names`` differ from their defaults."""
+        defaults = {f.name: f.default for f in fields(self)}
+        return [name for name in names if getattr(self, name) != defaults[name]]
+
     def __post_init__(self) -> None:
         if not self.distill_weight >= 0:
             raise ValueError(f"distill_weight must be 0 or more, got {self.distill_weight}")
-        for name in ("replay_batch", "steps_per_batch"):
+        for name in ("replay_batch", "steps_per_batch", "candidates", "support_window"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.inner_steps < 0 or not self.inner_lr > 0 or not self.meta_lr > 0:
+            raise ValueError(
+                f"inner_steps must be 0 or more and inner_lr, meta_lr positive; got "
+                f"{self.inner_steps}, {self.inner_lr}, {self.meta_lr}"
+            )
+        if not (0 < self.recur_accuracy <= 1 and 0 < self.route_quantile <= 1):
+            raise ValueError(
+                f"recur_accuracy and route_quantile must lie in (0, 1]; got "
+                f"{self.recur_accuracy}, {self.route_quantile}"
+            )
         if self.memory_policy not in policies():
             raise ValueError(
                 f"unknown memory_policy {self.memory_policy!r}; choose from {policies()}"
             )
+
+
+SWITCHING_FIELDS = (
+    "retrieval",
+    "routing",
+    "retrieval_replay",
+    "meta",
+    "inner_steps",
+    "inner_lr",
+    "meta_lr",
+    "candidates",
+    "support_window",
+    "replay_samples",
+    "recur_accuracy",
+    "route_quantile",
+)
+"""Fields only the task-switching learner reads."""

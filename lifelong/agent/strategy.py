@@ -14,9 +14,11 @@ import torch
 from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
-from lifelong.agent.config import LifelongConfig
+from lifelong.agent.config import SWITCHING_FIELDS, LifelongConfig
 from lifelong.agent.core import LifelongAgent
+from lifelong.agent.switching import SwitchingLearner
 from lifelong.agents import AgentContext, register_agent
+from lifelong.config import ConfigError
 from streams import Scenario, dataset_tensors
 
 SCENARIOS = frozenset({Scenario.CLASS_INCREMENTAL, Scenario.DOMAIN_INCREMENTAL})
@@ -109,7 +111,16 @@ def build_lifelong(context: AgentContext, config: LifelongConfig | None = None) 
 
     Returns:
         A strategy ready for ``strategy.train(train_stream, eval_streams=[test_stream])``.
+
+    Raises:
+        ConfigError: If a setting of task-switching streams only was changed.
     """
+    changed = (config or LifelongConfig()).changed(SWITCHING_FIELDS)
+    if changed:
+        raise ConfigError(
+            f"lifelong settings {', '.join(changed)} apply to task-switching streams only; "
+            "drop them for this stream"
+        )
     agent = LifelongAgent(
         context.model,
         n_classes=context.stream.n_classes,
@@ -133,12 +144,28 @@ def build_lifelong(context: AgentContext, config: LifelongConfig | None = None) 
 @register_agent(
     "lifelong",
     description=(
-        "This project's agent: a first-order look-ahead step per batch, replaying "
-        "stored samples with the logits they were stored with."
+        "This project's agent: look-ahead steps with stored-logit replay on task sequences; "
+        "FAISS task memory and meta-learned fast weights on task-switching streams."
     ),
-    scenarios=SCENARIOS,
+    scenarios=SCENARIOS | {Scenario.TASK_SWITCHING},
     uses_memory=True,
+    options=LifelongConfig,
 )
-def lifelong(context: AgentContext) -> LifelongStrategy:
-    """The ``lifelong`` agent at its default configuration."""
-    return build_lifelong(context)
+def lifelong(context: AgentContext) -> LifelongStrategy | SwitchingLearner:
+    """The ``lifelong`` agent with the run's settings (``context.options``)."""
+    if context.stream.scenario is Scenario.TASK_SWITCHING:
+        return build_switching(context, context.options)
+    return build_lifelong(context, context.options)
+
+
+def build_switching(
+    context: AgentContext, config: LifelongConfig | None = None
+) -> SwitchingLearner:
+    """Build the ``lifelong`` learner of a task-switching stream (``agent.switching``)."""
+    return SwitchingLearner(
+        context.model,
+        ways=context.stream.n_classes,
+        memory_size=context.train.memory_size,
+        config=config,
+        seed=context.seed,
+    )

@@ -1,0 +1,170 @@
+"""Every task-switching agent on ``omniglot-switching``, and the ``lifelong`` agent's ablations.
+
+For each label mode (``fixed``: tasks truly recur; ``shuffled``: OSAKA's setting) and each
+``p`` (0.9, 0.98), one run of every agent that supports the stream, then one run of
+``lifelong`` per ablation switch turned off, all over the same seeds, pre-training shared
+through the cache. Writes, under ``--out`` (default ``benchmarks/results/task_switching``):
+
+- ``summary.md``: the agents' table and the ablations' table (OCA overall, first visits,
+  revisits, by kind; the first 5 steps of the revisit recovery curve; wall time);
+- ``summary.json``: the same rows;
+- ``{labels}_p{p}/recovery_curves.png``: each comparison's recovery curves.
+
+Full run folders (``results.json`` with every step) go to ``--runs`` (default
+``runs/task_switching``)::
+
+    python benchmarks/task_switching.py --data-root ../shared/data/omniglot --seeds 0,1,2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lifelong import RunConfig, StreamConfig, run
+from lifelong.agents import available_agents
+from lifelong.io import atomic_write_text
+from streams import Scenario
+
+SWITCHES = ("retrieval", "routing", "retrieval_replay", "meta")
+"""The ``lifelong`` agent's ablation switches, each turned off in a run of its own."""
+SETTINGS = (("fixed", 0.9), ("fixed", 0.98), ("shuffled", 0.9), ("shuffled", 0.98))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", default="../shared/data/omniglot")
+    parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/task_switching"))
+    parser.add_argument("--runs", type=Path, default=Path("runs/task_switching"))
+    args = parser.parse_args()
+    seeds = tuple(int(s) for s in args.seeds.split(","))
+    agents = tuple(
+        sorted(n for n, e in available_agents().items() if Scenario.TASK_SWITCHING in e.scenarios)
+    )
+    rows: list[dict[str, Any]] = []
+    began = time.perf_counter()
+    for labels, p in SETTINGS:
+        name = f"{labels}_p{p}"
+        stream = StreamConfig(
+            name="omniglot-switching",
+            data_root=args.data_root,
+            options={"labels": labels, "p": p},
+        )
+        variants: list[tuple[tuple[str, ...], str, dict[str, dict[str, Any]]]] = [
+            (agents, name, {})
+        ]
+        variants += [
+            (("lifelong",), f"{name}__no_{switch}", {"lifelong": {switch: False}})
+            for switch in SWITCHES
+        ]
+        for run_agents, folder, options in variants:
+            config = RunConfig(
+                stream=stream,
+                agents=run_agents,
+                seeds=seeds,
+                out=str(args.runs / folder),
+                agent_options=options,
+            )
+            results = run(config, progress=False)
+            variant = "" if not options else f"no {next(iter(options['lifelong']))}"
+            rows += summary_rows(results, labels, p, variant)
+            print(f"{folder}: done ({time.perf_counter() - began:.0f} s so far)", flush=True)
+        plot = args.out / name / "recovery_curves.png"
+        plot.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(args.runs / name / "recovery_curves.png", plot)
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out / "summary.json", json.dumps(rows, indent=2) + "\n")
+    table = markdown(rows, seeds)
+    atomic_write_text(args.out / "summary.md", table)
+    print(table)
+
+
+def summary_rows(
+    results: Mapping[str, Any], labels: str, p: float, variant: str
+) -> list[dict[str, Any]]:
+    """One row per agent: means and sample stds over seeds, from the runs' own records."""
+    rows = []
+    agents = dict.fromkeys(r["agent"] for r in results["runs"])
+    for agent in agents:
+        runs = [r for r in results["runs"] if r["agent"] == agent]
+        row: dict[str, Any] = {
+            "labels": labels,
+            "p": p,
+            "agent": agent if not variant else f"{agent} ({variant})",
+            "seeds": [r["seed"] for r in runs],
+        }
+        for key, values in (
+            ("oca", [r["oca"] for r in runs]),
+            ("oca_first_visit", [r["oca_first_visit"] for r in runs]),
+            ("oca_revisit", [r["oca_revisit"] for r in runs]),
+            ("revisit_first5", [_first(r["recovery_curve"]["revisit"], 5) for r in runs]),
+            ("first_visit_first5", [_first(r["recovery_curve"]["first_visit"], 5) for r in runs]),
+            ("wall_time_s", [r["wall_time_s"] for r in runs]),
+        ):
+            row[f"{key}_mean"], row[f"{key}_std"] = _mean_std(values)
+        for kind in ("pretrain", "new", "ood"):
+            row[f"oca_{kind}_mean"] = _mean_std([r["oca_by_type"][kind] for r in runs])[0]
+        rows.append(row)
+    return rows
+
+
+def markdown(rows: Sequence[Mapping[str, Any]], seeds: Sequence[int]) -> str:
+    """The summary tables: percentages, mean ± std over seeds."""
+    header = (
+        "| labels | p | agent | OCA | 1st visit | revisit | revisit, first 5 steps | "
+        "pretrain | new | ood | wall s |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+
+    def pm(row: Mapping[str, Any], key: str) -> str:
+        return f"{100 * row[key + '_mean']:.1f} ± {100 * row[key + '_std']:.1f}"
+
+    def line(row: Mapping[str, Any]) -> str:
+        cells = [
+            row["labels"],
+            str(row["p"]),
+            row["agent"],
+            pm(row, "oca"),
+            f"{100 * row['oca_first_visit_mean']:.1f}",
+            pm(row, "oca_revisit"),
+            pm(row, "revisit_first5"),
+            *(f"{100 * row[f'oca_{k}_mean']:.1f}" for k in ("pretrain", "new", "ood")),
+            f"{row['wall_time_s_mean']:.1f}",
+        ]
+        return "| " + " | ".join(cells) + " |\n"
+
+    agents = [r for r in rows if "(" not in r["agent"]]
+    ablations = [r for r in rows if "(" in r["agent"] or r["agent"] == "lifelong"]
+    seed_text = ",".join(map(str, seeds))
+    return (
+        f"# omniglot-switching: agents and ablations (seeds {seed_text}; mean ± std in %)\n\n"
+        "Regenerate: `python benchmarks/task_switching.py --seeds " + seed_text + "`\n\n"
+        "## Agents\n\n" + header + "".join(line(r) for r in agents) + "\n"
+        "## The lifelong agent with one switch off\n\n"
+        + header
+        + "".join(line(r) for r in ablations)
+    )
+
+
+def _first(curve: Sequence[float | None], n: int) -> float | None:
+    values = [v for v in curve[:n] if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    present = [float(v) for v in values if v is not None]
+    if not present:
+        return None, None
+    std = float(np.std(present, ddof=1)) if len(present) > 1 else 0.0
+    return float(np.mean(present)), std
+
+
+if __name__ == "__main__":
+    main()

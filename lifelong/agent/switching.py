@@ -1,0 +1,393 @@
+"""The ``lifelong`` agent on task-switching streams: FAISS task memory, meta-learned fast weights.
+
+Each step brings an unlabelled few-shot batch to predict, then its labels. The agent keeps:
+
+- the pre-trained encoder, frozen, so that task embeddings and stored prototypes stay
+  comparable across the whole stream;
+- ``MetaParameters`` (feature map, inner learning rates, temperature), meta-learned online
+  through the inner adaptation (``fast_weights``);
+- a ``memory.TaskMemory``: one record per task the agent has met, keyed by the normalised
+  mean of its class prototypes, holding its per-class feature sums and counts; and a
+  ``memory.EpisodicMemory`` of samples tagged with their record's id, within the run's
+  ``memory_size``.
+
+A task's fast weights (a linear head) start from its prototypes and adapt on its labelled
+samples: the current segment's and, for a task met before, replay of its stored samples.
+
+On the unlabelled batch (``predict``), with ``routing``: if the batch fits the current task's
+prototypes worse than nearly all batches that turned out to belong to it, the task memory is
+searched with the batch's mean feature and the best-fitting retrieved record predicts instead
+(a task recognised before any of its labels arrive). On the labels (``observe``): a switch is
+detected as ProtoNet's learner does (the current head gets fewer than halfway between chance
+and all of the batch right) or given; at a switch the memory is searched and a retrieved
+record that labels the batch well enough is the task coming back, its prototypes and stored
+samples the new start; otherwise a new record starts from the meta-learned initialisation.
+Within a task, each labelled batch is first the query of a meta-update, then support.
+
+References:
+    Caccia et al., "Online Fast Adaptation and Knowledge Accumulation (OSAKA)", NeurIPS 2020.
+    Snell, Swersky & Zemel, "Prototypical Networks for Few-shot Learning", NeurIPS 2017.
+    Sprechmann et al., "Memory-based Parameter Adaptation", ICLR 2018 (retrieval then local
+    adaptation).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from lifelong.agent import fast_weights as fw
+from lifelong.agent.config import LifelongConfig
+from lifelong.online_agents import Predictor, check_support
+from memory import EpisodicMemory, TaskMemory, TaskRecord
+
+__all__ = ["SwitchingLearner"]
+
+_MIN_FIT_HISTORY = 10
+"""In-task batches seen before routing trusts its threshold (until then it never routes)."""
+_FIT_HISTORY = 200
+"""Recent in-task batches whose fit sets the routing threshold."""
+_MIN_ROUTING_TRIALS = 3
+"""Routing occasions scored before the record's prediction must have paid to be used."""
+_ROUTING_HISTORY = 50
+"""Recent routing occasions that decide whether routing pays."""
+
+
+@dataclass
+class _Task:
+    """The task the agent is in: its record id, prototype sums and recent samples."""
+
+    record_id: int
+    sums: torch.Tensor
+    counts: torch.Tensor
+    window: deque[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=deque)
+    recurring: bool = False
+
+    @classmethod
+    def empty(cls, record_id: int, ways: int, like: torch.Tensor) -> _Task:
+        """A task with no sample yet, for features shaped like ``like`` ``(n, d)``."""
+        return cls(record_id, torch.zeros(ways, like.shape[1]), torch.zeros(ways))
+
+    def prototypes(self) -> torch.Tensor:
+        """``(ways, d)`` mean raw features; a class not seen yet sits at the origin."""
+        return self.sums / self.counts.clamp(min=1).unsqueeze(1)
+
+    def add(self, f: torch.Tensor, y: torch.Tensor, window: int) -> None:
+        """Count a labelled batch in the prototypes; keep the last ``window`` samples."""
+        self.sums.index_add_(0, y, f)
+        self.counts += torch.bincount(y, minlength=len(self.counts)).to(self.counts)
+        self.window.append((f, y))
+        while sum(len(batch[1]) for batch in self.window) > window and len(self.window) > 1:
+            self.window.popleft()
+
+
+class SwitchingLearner:
+    """Test-then-train learner with a FAISS task memory and meta-learned fast weights.
+
+    Args:
+        encoder: The pre-trained encoder; frozen.
+        ways: Labels per step.
+        memory_size: Most samples the episodic memory holds (0: none).
+        config: The agent's configuration (its task-switching fields).
+        seed: Seed of the episodic memory's generator.
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        ways: int,
+        memory_size: int,
+        config: LifelongConfig | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.config = config if config is not None else LifelongConfig()
+        self.encoder = encoder.eval()
+        for parameter in self.encoder.parameters():
+            parameter.requires_grad_(False)
+        self.ways = ways
+        self.switch_accuracy = (1.0 / ways + 1.0) / 2
+        self.meta: fw.MetaParameters | None = None
+        self._optimizer: torch.optim.Adam | None = None
+        self.tasks: TaskMemory | None = None
+        self.samples = (
+            EpisodicMemory(memory_size, "task_balanced", seed=seed) if memory_size > 0 else None
+        )
+        self._stored_features: dict[int, torch.Tensor] = {}
+        self.task: _Task | None = None
+        self.head: fw.FastWeights | None = None
+        self._fit_history: deque[float] = deque(maxlen=_FIT_HISTORY)
+        self._last: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._pending_route: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._route_outcomes: deque[tuple[float, float]] = deque(maxlen=_ROUTING_HISTORY)
+        self.decisions = {"routed": 0, "recognised": 0, "new_tasks": 0, "meta_updates": 0}
+
+    # --- verbs -------------------------------------------------------------------------
+
+    def predict(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits of an unlabelled batch, from the current task or the record it is routed to.
+
+        When a stored record fits the batch better than the current task (``_route``), both
+        predict; the record's logits are returned while routing has paid so far (or has been
+        tried fewer than ``_MIN_ROUTING_TRIALS`` times), and the labels that ``observe``
+        brings score both, so the rule calibrates itself on the stream as it goes.
+        """
+        f = self._features(x)
+        self._pending_route = None
+        if self.task is None or self.head is None:
+            return torch.zeros(len(x), self.ways)
+        current = self._logits(f, self.head)
+        routed = self._route(f)
+        if routed is None:
+            return current
+        alternative = self._logits(f, self._adapted_head(self._from_record(routed)))
+        self._pending_route = (alternative.argmax(1), current.argmax(1))
+        if not self._routing_pays():
+            return current
+        self.decisions["routed"] += 1
+        return alternative
+
+    def observe(self, x: torch.Tensor, y: torch.Tensor, new_segment: bool | None) -> None:
+        """Learn the labelled batch: detect a switch, meta-update, then adapt the task's head."""
+        f = self._features(x)
+        self._score_route(y)
+        if self.task is None or self._switched(f, y, new_segment):
+            self.task = self._next_task(f, y)
+        else:
+            self._fit_history.append(_fit(f, self.task.sums, self.task.counts))
+            if self.config.meta:
+                self._meta_update(self.task, f, y)
+        self.task.add(f, y, self.config.support_window)
+        self._store(x, f, y, self.task.record_id)
+        self._write_record(self.task)
+        self.head = self._adapted_head(self.task)
+
+    def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor) -> Predictor:
+        """A predictor for a support set's labels, by the route a task of the stream takes.
+
+        A stored record that labels the support well enough is the same task: its
+        prototypes and stored samples join the support's. Otherwise the head starts from the
+        support's prototypes under the meta-learned feature map. Then ``inner_steps`` steps
+        with the meta-learned learning rates. The learner is unchanged.
+
+        Raises:
+            ValueError: On a malformed support set (see ``check_support``).
+        """
+        ways = check_support(support_x, support_y)
+        f = self._features(support_x)
+        known = None
+        if self.config.retrieval and ways == self.ways:
+            known = self._recognise(f, support_y)
+        task = self._from_record(known) if known is not None else _Task.empty(-1, ways, f)
+        task.add(f, support_y, max(self.config.support_window, len(support_y)))
+        head = self._adapted_head(task)
+        assert self.meta is not None
+        meta = fw.MetaParameters(*(t.detach().clone() for t in self.meta))
+        encoder = self.encoder
+
+        def predict(x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return fw.head_logits(fw.transform(encoder(x), meta), head, meta)
+
+        return predict
+
+    @property
+    def memory_bytes(self) -> dict[str, int]:
+        """Bytes kept besides the frozen encoder, by kind."""
+        features = sum(t.numel() * t.element_size() for t in self._stored_features.values())
+        return {
+            "samples": 0 if self.samples is None else self.samples.nbytes,
+            "sample_features": features,
+            "task_records_and_index": 0 if self.tasks is None else self.tasks.nbytes,
+            "meta_parameters": 0 if self.meta is None else sum(_nbytes(t) for t in self.meta),
+        }
+
+    # --- steps -------------------------------------------------------------------------
+
+    def _features(self, x: torch.Tensor) -> torch.Tensor:
+        # predict and observe see the same batch in turn: encode it once.
+        if self._last is not None and self._last[0] is x:
+            return self._last[1]
+        with torch.no_grad():
+            f = self.encoder(x)
+        if self.meta is None:
+            self._set_up(int(f.shape[1]))
+        self._last = (x, f)
+        return f
+
+    def _set_up(self, dim: int) -> None:
+        self.meta = fw.MetaParameters.initial(dim, self.config.inner_lr)
+        for tensor in self.meta:
+            tensor.requires_grad_(True)
+        self._optimizer = torch.optim.Adam(list(self.meta), lr=self.config.meta_lr)
+        self.tasks = TaskMemory(dim, metric="cosine", index_kind="flat")
+
+    def _logits(self, f: torch.Tensor, head: fw.FastWeights) -> torch.Tensor:
+        assert self.meta is not None
+        with torch.no_grad():
+            return fw.head_logits(fw.transform(f, self.meta), head, self.meta)
+
+    def _switched(self, f: torch.Tensor, y: torch.Tensor, new_segment: bool | None) -> bool:
+        if new_segment is not None:
+            return new_segment
+        assert self.head is not None
+        right = self._logits(f, self.head).argmax(1) == y
+        return float(right.double().mean()) < self.switch_accuracy
+
+    def _next_task(self, f: torch.Tensor, y: torch.Tensor) -> _Task:
+        """The task a labelled batch after a switch belongs to: a stored one, or a new one."""
+        assert self.tasks is not None
+        known = self._recognise(f, y) if self.config.retrieval else None
+        if known is not None:
+            self.decisions["recognised"] += 1
+            task = self._from_record(known)
+            if self.config.meta:
+                self._meta_update(task, f, y)
+            return task
+        self.decisions["new_tasks"] += 1
+        record_id = self.tasks.add(torch.nn.functional.normalize(f.mean(0), dim=0))
+        return _Task.empty(record_id, self.ways, f)
+
+    def _recognise(self, f: torch.Tensor, y: torch.Tensor) -> int | None:
+        """The stored record that labels ``(f, y)`` best, if it gets enough of them right."""
+        best, best_accuracy = None, self.config.recur_accuracy
+        for record_id in self._candidates(f, exclude=None):
+            record = self._record(record_id)
+            predicted = _distances(f, record["sums"], record["counts"]).argmin(1)
+            accuracy = float((predicted == y).double().mean())
+            if accuracy >= best_accuracy:
+                best, best_accuracy = record_id, accuracy
+        return best
+
+    def _candidates(self, f: torch.Tensor, exclude: int | None) -> list[int]:
+        """Ids of the records whose keys are nearest the batch's mean feature (FAISS search)."""
+        assert self.tasks is not None
+        if len(self.tasks) == 0:
+            return []
+        query = torch.nn.functional.normalize(f.mean(0, keepdim=True), dim=1)
+        found = self.tasks.search(query, self.config.candidates)
+        return [int(i) for i in found.ids[0] if int(i) != exclude]
+
+    def _route(self, f: torch.Tensor) -> int | None:
+        """A stored record to predict ``f`` with instead of the current task, if one fits.
+
+        A record is proposed only when the batch fits the current task worse than
+        ``route_quantile`` of the batches that turned out to be in-task, and the best
+        retrieved record fits it no worse than that threshold.
+        """
+        if not (self.config.routing and self.config.retrieval):
+            return None
+        if len(self._fit_history) < _MIN_FIT_HISTORY:
+            return None
+        assert self.task is not None
+        threshold = float(np.quantile(np.asarray(self._fit_history), self.config.route_quantile))
+        if _fit(f, self.task.sums, self.task.counts) <= threshold:
+            return None
+        fits = {}
+        for record_id in self._candidates(f, exclude=self.task.record_id):
+            record = self._record(record_id)
+            fits[record_id] = _fit(f, record["sums"], record["counts"])
+        if not fits or min(fits.values()) > threshold:
+            return None
+        return min(fits, key=fits.__getitem__)
+
+    def _routing_pays(self) -> bool:
+        """Whether routed predictions beat the current task's on recent routing occasions."""
+        if len(self._route_outcomes) < _MIN_ROUTING_TRIALS:
+            return True
+        routed, stayed = np.asarray(self._route_outcomes).mean(0)
+        return bool(routed > stayed)
+
+    def _score_route(self, y: torch.Tensor) -> None:
+        if self._pending_route is None:
+            return
+        routed, stayed = self._pending_route
+        self._route_outcomes.append(
+            (float((routed == y).double().mean()), float((stayed == y).double().mean()))
+        )
+        self._pending_route = None
+
+    def _meta_update(self, task: _Task, f: torch.Tensor, y: torch.Tensor) -> None:
+        """One meta step: this batch is the query of the head adapted on the task's samples."""
+        assert self.meta is not None and self._optimizer is not None
+        support = self._support(task)
+        if support is None:
+            return
+        _, grads = fw.meta_gradients(
+            self.meta, task.prototypes(), support, (f, y), self.config.inner_steps
+        )
+        for tensor, grad in zip(self.meta, grads, strict=True):
+            tensor.grad = grad
+        self._optimizer.step()
+        self.decisions["meta_updates"] += 1
+
+    def _adapted_head(self, task: _Task) -> fw.FastWeights:
+        assert self.meta is not None
+        head = fw.initial_head(task.prototypes(), self.meta)
+        support = self._support(task)
+        if support is None:
+            return fw.FastWeights(head.weight.detach(), head.bias.detach())
+        z = fw.transform(support[0], self.meta)
+        return fw.adapt_head(head, z, support[1], self.meta, self.config.inner_steps)
+
+    def _support(self, task: _Task) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The task's recent samples, plus replay of its stored ones when met before."""
+        parts = list(task.window)
+        if task.recurring and self.config.retrieval_replay:
+            stored = self._replay(task.record_id)
+            if stored is not None:
+                parts.append(stored)
+        if not parts:
+            return None
+        return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+
+    def _replay(self, record_id: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if self.samples is None or record_id not in self.samples.task_counts():
+            return None
+        drawn = self.samples.sample(self.config.replay_samples, task_weights={record_id: 1.0})
+        features = torch.stack([self._stored_features[int(s)] for s in drawn.slot])
+        return features, drawn.y
+
+    def _store(self, x: torch.Tensor, f: torch.Tensor, y: torch.Tensor, record_id: int) -> None:
+        if self.samples is None:
+            return
+        slots = self.samples.add_batch(x, y, record_id)
+        # Features are kept by slot: the encoder is frozen, so they never go stale.
+        for row, slot in enumerate(slots.tolist()):
+            if slot >= 0:
+                self._stored_features[slot] = f[row].clone()
+
+    def _record(self, record_id: int) -> dict[str, torch.Tensor]:
+        assert self.tasks is not None
+        return dict(self.tasks.get(record_id).tensors)
+
+    def _write_record(self, task: _Task) -> None:
+        assert self.tasks is not None
+        record = TaskRecord(tensors={"sums": task.sums, "counts": task.counts})
+        self.tasks.update_record(task.record_id, record)
+        seen = task.counts > 0
+        key = torch.nn.functional.normalize(task.prototypes()[seen].mean(0), dim=0)
+        self.tasks.update_embedding(task.record_id, key)
+
+    def _from_record(self, record_id: int) -> _Task:
+        record = self._record(record_id)
+        return _Task(record_id, record["sums"].clone(), record["counts"].clone(), recurring=True)
+
+
+def _distances(f: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+    """``(n, ways)`` squared distances to the prototypes; infinite for labels not seen yet."""
+    distances = torch.cdist(f, sums / counts.clamp(min=1).unsqueeze(1)).pow(2)
+    distances[:, counts == 0] = torch.inf
+    return distances
+
+
+def _fit(f: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor) -> float:
+    """Mean squared distance from each sample to its nearest seen prototype (lower fits)."""
+    return float(_distances(f, sums, counts).min(1).values.mean())
+
+
+def _nbytes(tensor: torch.Tensor) -> int:
+    return tensor.numel() * tensor.element_size()
