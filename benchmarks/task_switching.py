@@ -44,6 +44,11 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/task_switching"))
     parser.add_argument("--runs", type=Path, default=Path("runs/task_switching"))
+    parser.add_argument(
+        "--from-runs",
+        action="store_true",
+        help="rebuild the tables from the run folders under --runs instead of running",
+    )
     args = parser.parse_args()
     seeds = tuple(int(s) for s in args.seeds.split(","))
     agents = tuple(
@@ -73,10 +78,15 @@ def main() -> None:
                 out=str(args.runs / folder),
                 agent_options=options,
             )
-            results = run(config, progress=False)
+            if args.from_runs:
+                results = json.loads((args.runs / folder / "results.json").read_text())
+            else:
+                results = run(config, progress=False)
             variant = "" if not options else f"no {next(iter(options['lifelong']))}"
             rows += summary_rows(results, labels, p, variant)
             print(f"{folder}: done ({time.perf_counter() - began:.0f} s so far)", flush=True)
+        if args.from_runs:
+            continue
         plot = args.out / name / "recovery_curves.png"
         plot.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(args.runs / name / "recovery_curves.png", plot)
@@ -112,6 +122,11 @@ def summary_rows(
             row[f"{key}_mean"], row[f"{key}_std"] = _mean_std(values)
         for kind in ("pretrain", "new", "ood"):
             row[f"oca_{kind}_mean"] = _mean_std([r["oca_by_type"][kind] for r in runs])[0]
+        if all("retrieval" in r for r in runs):
+            precision = [r["retrieval"]["precision_at_1"] for r in runs]
+            row["retrieval_precision_mean"], row["retrieval_precision_std"] = _mean_std(precision)
+            row["retrieval_events_mean"] = _mean_std([r["retrieval"]["events"] for r in runs])[0]
+            row["retrieval_chance_mean"] = _mean_std([r["retrieval"]["chance"] for r in runs])[0]
         rows.append(row)
     return rows
 
@@ -150,7 +165,27 @@ def markdown(rows: Sequence[Mapping[str, Any]], seeds: Sequence[int]) -> str:
         "## The lifelong agent with one switch off\n\n"
         + header
         + "".join(line(r) for r in ablations)
+        + "\n## Retrieval precision@1 of the lifelong agent\n\n"
+        + precision_table([r for r in ablations if "retrieval_precision_mean" in r])
     )
+
+
+def precision_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """How often a retrieved record was the step's own distribution, against chance."""
+    lines = [
+        "| labels | p | agent | retrievals per run | precision@1 | chance |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        precision = row["retrieval_precision_mean"]
+        shown = "-" if precision is None else f"{100 * precision:.1f} ± "
+        shown += "" if precision is None else f"{100 * row['retrieval_precision_std']:.1f}"
+        lines.append(
+            f"| {row['labels']} | {row['p']} | {row['agent']} | "
+            f"{row['retrieval_events_mean']:.0f} | {shown} | "
+            f"{100 * row['retrieval_chance_mean']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def _first(curve: Sequence[float | None], n: int) -> float | None:

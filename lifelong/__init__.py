@@ -31,15 +31,18 @@ from lifelong.metrics import (
     forward_transfer,
 )
 from lifelong.run import run
+from lifelong.saved_agents import AgentLoadError, SavedAgent, load_agent
 
 __all__ = [
     "AgentContext",
     "AgentEntry",
+    "AgentLoadError",
     "ConfigError",
     "LifelongAgent",
     "LifelongConfig",
     "LifelongStrategy",
     "RunConfig",
+    "SavedAgent",
     "StreamConfig",
     "StreamFacts",
     "TrainConfig",
@@ -51,6 +54,7 @@ __all__ = [
     "forgetting",
     "forward_transfer",
     "get_agent",
+    "load_agent",
     "make_agent",
     "register_agent",
     "run",

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_folder", "atomic_path", "atomic_write_bytes", "atomic_write_text"]
 
 StrPath = str | os.PathLike[str]
 
@@ -81,6 +82,36 @@ def atomic_write_text(path: StrPath, text: str, encoding: str = "utf-8") -> None
     if not isinstance(text, str):
         raise TypeError(f"text must be str, got {type(text).__name__}")
     atomic_write_bytes(path, text.encode(encoding))
+
+
+@contextmanager
+def atomic_folder(path: StrPath) -> Iterator[Path]:
+    """Yield an empty temporary folder; swap it in for ``path`` only if the block succeeds.
+
+    An earlier folder at ``path`` is renamed aside, the new one renamed into place, then the
+    old one deleted; a failed block leaves the earlier folder as it was.
+
+    Args:
+        path: The final folder. Its parent is created if missing.
+
+    Yields:
+        A folder beside ``path``, named ``.{name}.{random}.tmp``.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.tmp")
+    tmp.mkdir()
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = target.with_name(f".{target.name}.{secrets.token_hex(6)}.old")
+    if target.exists():
+        os.replace(target, old)
+    os.replace(tmp, target)
+    _fsync_dir(target.parent)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _create_temp(target: Path) -> Path:

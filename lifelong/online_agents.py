@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -83,7 +85,30 @@ class FinetuneLearner:
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr)
         self.lr = lr
         self.features = features
+        self.head_ways = ways
         self.steps = steps
+
+    @property
+    def encoder(self) -> nn.Module:
+        """The encoder, trained in place."""
+        return self.model[0]
+
+    def save_state(self, folder: Path) -> dict[str, Any]:
+        """Write the head to ``folder/state.pt`` (the encoder is saved by the caller)."""
+        torch.save({"head": self.model[1].state_dict()}, folder / "state.pt")
+        return {
+            "features": self.features,
+            "ways": self.head_ways,
+            "lr": self.lr,
+            "steps": self.steps,
+        }
+
+    @classmethod
+    def load_state(cls, folder: Path, encoder: nn.Module, info: dict[str, Any]) -> FinetuneLearner:
+        """The learner ``save_state`` wrote, around the loaded ``encoder``."""
+        learner = cls(encoder, info["features"], info["ways"], info["lr"], info["steps"])
+        learner.model[1].load_state_dict(torch.load(folder / "state.pt", weights_only=True)["head"])
+        return learner
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of the batch, in eval mode (batch norm uses its running statistics)."""
@@ -139,6 +164,23 @@ class ProtoNetLearner:
         self.sums: torch.Tensor | None = None
         self.counts = torch.zeros(ways)
         self.switch_accuracy = (1.0 / ways + 1.0) / 2
+
+    def save_state(self, folder: Path) -> dict[str, Any]:
+        """Write the prototype sums to ``folder/state.pt`` (the encoder is saved by the caller)."""
+        state = {"counts": self.counts}
+        if self.sums is not None:
+            state["sums"] = self.sums
+        torch.save(state, folder / "state.pt")
+        return {"ways": self.ways}
+
+    @classmethod
+    def load_state(cls, folder: Path, encoder: nn.Module, info: dict[str, Any]) -> ProtoNetLearner:
+        """The learner ``save_state`` wrote, around the loaded ``encoder``."""
+        learner = cls(encoder, info["ways"])
+        state = torch.load(folder / "state.pt", weights_only=True)
+        learner.counts = state["counts"]
+        learner.sums = state.get("sums")
+        return learner
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
         """Negative squared distances to the prototypes; zeros before any prototype."""

@@ -35,6 +35,7 @@ __all__ = [
     "prequential_accuracies",
     "prequential_metrics",
     "recovery_curve",
+    "retrieval_precision",
 ]
 
 
@@ -171,3 +172,46 @@ def _checked(accuracies: Sequence[float] | np.ndarray, n: int | None = None) -> 
 
 def _mean_or_none(values: np.ndarray) -> float | None:
     return float(values.mean()) if len(values) else None
+
+
+def retrieval_precision(
+    observed: Sequence[int], retrieved: Sequence[tuple[int, int]], truth: StepTruth
+) -> dict[str, Any]:
+    """How often a retrieved task record was the step's own distribution, against chance.
+
+    A record's distribution is the one most of the steps learned into it came from.
+
+    Args:
+        observed: Per step, the id of the record the learner learned the step into.
+        retrieved: ``(step, record id)`` of every retrieval the learner acted on.
+        truth: The stream's ground truth.
+
+    Returns:
+        ``events``, ``precision_at_1`` (``None`` without events), ``chance`` (one over the
+        number of distributions the stream visits) and ``records`` (how many there were).
+
+    Raises:
+        ValueError: If ``observed`` does not have one entry per step, or a retrieval names a
+            step or record the trace does not hold.
+    """
+    distribution = np.asarray(truth.distribution)
+    if len(observed) != len(distribution):
+        raise ValueError(
+            f"observed has {len(observed)} entries for {len(distribution)} steps; pass one per step"
+        )
+    owners: dict[int, int] = {}
+    for record in set(observed):
+        steps = [t for t, r in enumerate(observed) if r == record]
+        values, counts = np.unique(distribution[steps], return_counts=True)
+        owners[record] = int(values[np.argmax(counts)])
+    hits = []
+    for step, record in retrieved:
+        if not 0 <= step < len(distribution) or record not in owners:
+            raise ValueError(f"retrieval ({step}, {record}) names no step or record of the trace")
+        hits.append(owners[record] == int(distribution[step]))
+    return {
+        "events": len(hits),
+        "precision_at_1": float(np.mean(hits)) if hits else None,
+        "chance": 1.0 / len(np.unique(distribution)),
+        "records": len(owners),
+    }

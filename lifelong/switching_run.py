@@ -16,7 +16,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -28,9 +28,14 @@ from lifelong.agents import AgentContext, StreamFacts, agent_options, make_agent
 from lifelong.config import RunConfig, config_to_dict
 from lifelong.evaluation import make_evaluator
 from lifelong.io import atomic_path, atomic_write_text
-from lifelong.prequential import prequential_accuracies, prequential_metrics
+from lifelong.prequential import (
+    prequential_accuracies,
+    prequential_metrics,
+    retrieval_precision,
+)
 from lifelong.pretraining import ProtoNetSettings, pretrain_protonet
 from lifelong.report import aligned_table
+from lifelong.saved_agents import SavableLearner, save_agent
 from streams.switching import SwitchingStream
 
 __all__ = ["SWITCHING_SUMMARY_KEYS", "format_switching_table", "run_switching"]
@@ -87,7 +92,7 @@ def run_switching(
             encoder = _pretrained(config, stream, seed, progress)
             for agent in config.agents:
                 bar.set_description(f"{agent} seed {seed}")
-                runs.append(_job(config, stream, encoder, agent, seed))
+                runs.append(_job(config, stream, encoder, agent, seed, out_dir))
                 bar.update(stream.n_steps)
     results = {
         "stream": first.name,
@@ -126,6 +131,7 @@ def _job(
     encoder: torch.nn.Module,
     agent: str,
     seed: int,
+    out_dir: Path,
 ) -> dict[str, Any]:
     random.seed(seed)
     np.random.seed(seed)
@@ -159,6 +165,22 @@ def _job(
         value = getattr(learner, key, None)
         if value is not None:
             record[key] = dict(value)
+    saved = Path("agents") / f"{agent}__seed{seed}"
+    if hasattr(learner, "save_state"):
+        save_agent(
+            cast(SavableLearner, learner),
+            out_dir / saved,
+            name=agent,
+            seed=seed,
+            encoder_width=ProtoNetSettings().width,
+            input_shape=stream.input_shape,
+        )
+        record["saved_agent"] = str(saved)
+    trace = getattr(learner, "retrieval_trace", None)
+    if trace is not None:
+        record["retrieval"] = retrieval_precision(
+            trace["observed"], trace["retrieved"], stream.truth
+        )
     return record
 
 

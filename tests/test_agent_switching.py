@@ -14,13 +14,17 @@ from torch import nn
 
 from lifelong.agent import LifelongConfig
 from lifelong.agent.switching import SwitchingLearner
-from lifelong.prequential import prequential_accuracies, prequential_metrics
+from lifelong.prequential import (
+    prequential_accuracies,
+    prequential_metrics,
+    retrieval_precision,
+)
 from streams.switching import Distribution, DistributionKind, build_switching_stream
 
-WAYS = 3
+WAYS = 5
 
 
-def _pool(n_distributions: int = 4, classes: int = 6, seed: int = 0) -> list[Distribution]:
+def _pool(n_distributions: int = 4, classes: int = 8, seed: int = 0) -> list[Distribution]:
     generator = torch.Generator().manual_seed(seed)
 
     def drawings(centre: torch.Tensor, n: int) -> torch.Tensor:
@@ -36,7 +40,7 @@ def _pool(n_distributions: int = 4, classes: int = 6, seed: int = 0) -> list[Dis
     return pool
 
 
-def _stream(labels: str, boundaries: str = "hidden", steps: int = 300):
+def _stream(labels: str, boundaries: str = "hidden", steps: int = 200):
     return build_switching_stream(
         "blobs",
         _pool(),
@@ -64,7 +68,7 @@ def test_a_recurring_task_is_recognised_from_its_unlabelled_first_batch():
     with_memory = _run(stream, _learner())
     without = _run(stream, _learner(retrieval=False))
     first_step_of_revisits = with_memory["recovery_curve"]["revisit"][0]
-    assert first_step_of_revisits > 0.9
+    assert first_step_of_revisits > 0.85
     # Without the task memory the first batch after a switch is a guess.
     assert without["recovery_curve"]["revisit"][0] < 0.6
     assert with_memory["oca"] > without["oca"] + 0.05
@@ -77,6 +81,10 @@ def test_the_task_memory_holds_one_record_per_recurring_distribution():
     assert learner.tasks is not None
     assert len(learner.tasks) == len(set(stream.truth.distribution.tolist()))
     assert learner.decisions["recognised"] > 0 and learner.decisions["routed"] > 0
+    trace = learner.retrieval_trace
+    found = retrieval_precision(trace["observed"], trace["retrieved"], stream.truth)
+    assert found["events"] == learner.decisions["recognised"] + learner.decisions["routed"]
+    assert found["precision_at_1"] > 0.95 and found["chance"] == 0.25
 
 
 def test_with_shuffled_labels_routing_turns_itself_off_and_costs_nothing():
@@ -125,7 +133,7 @@ def test_no_memory_size_stores_no_sample_but_still_remembers_tasks():
     learner = _learner(memory_size=0)
     metrics = _run(_stream("fixed"), learner)
     assert learner.samples is None and learner.memory_bytes["samples"] == 0
-    assert metrics["recovery_curve"]["revisit"][0] > 0.9
+    assert metrics["recovery_curve"]["revisit"][0] > 0.85
 
 
 def test_adapt_starts_from_the_stored_task_a_support_set_belongs_to():
@@ -147,6 +155,25 @@ def test_adapt_starts_from_the_stored_task_a_support_set_belongs_to():
     used.clear()
     learner.adapt(torch.stack([pool[3].test[c][0] for c in range(WAYS)]), torch.arange(WAYS))
     assert used == []
+
+
+def test_adapt_changes_nothing_the_learner_does_next():
+    stream = _stream("fixed", steps=120)
+    steps = list(stream.steps())
+    learners = [_learner(), _learner()]
+    for learner in learners:
+        for step in steps[:80]:
+            learner.predict(step.x)
+            learner.observe(step.x, step.y, None)
+    pool = _pool()
+    # A support set of a stored task: adapting replays its stored samples.
+    learners[0].adapt(torch.stack([pool[0].test[c][0] for c in range(WAYS)]), torch.arange(WAYS))
+    for step in steps[80:]:
+        outputs = [learner.predict(step.x) for learner in learners]
+        assert torch.equal(outputs[0], outputs[1])
+        for learner in learners:
+            learner.observe(step.x, step.y, None)
+    assert learners[0].decisions == learners[1].decisions
 
 
 def test_the_same_seed_gives_the_same_predictions():

@@ -11,6 +11,7 @@ from lifelong.prequential import (
     prequential_accuracies,
     prequential_metrics,
     recovery_curve,
+    retrieval_precision,
 )
 from streams.switching import Distribution, DistributionKind, StepTruth, build_switching_stream
 
@@ -98,3 +99,17 @@ def test_each_batch_is_predicted_before_it_is_learned():
         seen.update({k: int(y) for k, y in zip(keys, step.y, strict=True)})
     np.testing.assert_allclose(accuracies, expected)
     assert accuracies[0] == 0.0 and 0 < accuracies.mean() < 1
+
+
+def test_retrieval_precision_judges_each_retrieved_record_by_its_majority_distribution():
+    # Record 7 learned steps 0-2 and 6 (distribution 0); record 8 steps 3-5, of which step 5
+    # was really distribution 0 (a missed switch), so 8 belongs to distribution 1.
+    observed = [7, 7, 7, 8, 8, 8, 7, 7]
+    retrieved = [(5, 8), (6, 7)]  # step 5 retrieved record 8 (wrong), step 6 record 7 (right)
+    found = retrieval_precision(observed, retrieved, TRUTH)
+    assert found == {"events": 2, "precision_at_1": 0.5, "chance": 0.5, "records": 2}
+    assert retrieval_precision(observed, [], TRUTH)["precision_at_1"] is None
+    with pytest.raises(ValueError, match="observed has 3 entries for 8 steps"):
+        retrieval_precision([7, 7, 7], [], TRUTH)
+    with pytest.raises(ValueError, match=r"retrieval \(2, 9\) names no step or record"):
+        retrieval_precision(observed, [(2, 9)], TRUTH)

@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import pytest
 
-from lifelong import ConfigError, RunConfig, StreamConfig, TrainConfig, run
+from lifelong import ConfigError, RunConfig, StreamConfig, TrainConfig, load_agent, run
 from lifelong.agents import UnsupportedScenarioError, available_agents
 from lifelong.switching_run import SWITCHING_SUMMARY_KEYS
 from streams import Scenario
@@ -118,6 +118,7 @@ def test_agent_options_reach_the_agent_and_are_saved_with_its_record(config, tmp
     assert record["agent_settings"]["inner_steps"] == 2
     # Without retrieval the task memory is never searched: nothing is recognised or routed.
     assert record["decisions"]["recognised"] == 0 and record["decisions"]["routed"] == 0
+    assert record["retrieval"]["events"] == 0 and record["retrieval"]["precision_at_1"] is None
     assert set(record["memory_bytes"]) == {
         "samples",
         "sample_features",
@@ -126,3 +127,10 @@ def test_agent_options_reach_the_agent_and_are_saved_with_its_record(config, tmp
     }
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["agent_options"] == options
+
+
+def test_every_trained_agent_is_saved_with_its_run_and_loads_back(results):
+    found, out = results
+    for record in found["runs"]:
+        agent = load_agent(out / record["saved_agent"])
+        assert (agent.name, agent.seed) == (record["agent"], record["seed"])

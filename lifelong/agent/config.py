@@ -71,8 +71,10 @@ class LifelongConfig:
     """Predict an unlabelled batch that fits the current task poorly with the stored task
     that fits it best (task-agnostic prediction). Needs ``retrieval``."""
     retrieval_replay: bool = True
-    """Adapt a stored task's head on a draw of its stored samples as well as the segment's
-    (replay chosen by retrieval). Off: on the current segment's samples only."""
+    """Replay chosen by retrieval: a recognised task's head adapts on a draw of its stored
+    samples as well as the segment's, and every meta-update adds an episode of stored
+    samples of the retrieved task nearest the batch (the one the update is likeliest to
+    disturb). Off: heads adapt on the segment's samples, meta-updates on the current task."""
     meta: bool = True
     """Meta-update, from each labelled batch of a task, the feature map, inner learning rates
     and temperature through the head's adaptation on the task's earlier samples. Off: they

@@ -34,7 +34,9 @@ References:
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -53,6 +55,8 @@ _FIT_HISTORY = 200
 """Recent in-task batches whose fit sets the routing threshold."""
 _MIN_ROUTING_TRIALS = 3
 """Routing occasions scored before the record's prediction must have paid to be used."""
+_ADAPT_SEED = 0
+"""Seed of the replay draws inside ``adapt``."""
 _ROUTING_HISTORY = 50
 """Recent routing occasions that decide whether routing pays."""
 
@@ -123,7 +127,17 @@ class SwitchingLearner:
         self._last: tuple[torch.Tensor, torch.Tensor] | None = None
         self._pending_route: tuple[torch.Tensor, torch.Tensor] | None = None
         self._route_outcomes: deque[tuple[float, float]] = deque(maxlen=_ROUTING_HISTORY)
-        self.decisions = {"routed": 0, "recognised": 0, "new_tasks": 0, "meta_updates": 0}
+        self.decisions = {
+            "routed": 0,
+            "recognised": 0,
+            "new_tasks": 0,
+            "meta_updates": 0,
+            "replayed_episodes": 0,
+        }
+        # For judging retrieval afterwards against the stream's ground truth, which the
+        # learner never sees: the record each step was learned into, and each retrieval's
+        # step and record (a routed prediction, or a task recognised at a switch).
+        self.retrieval_trace: dict[str, list[Any]] = {"observed": [], "retrieved": []}
 
     # --- verbs -------------------------------------------------------------------------
 
@@ -148,6 +162,7 @@ class SwitchingLearner:
         if not self._routing_pays():
             return current
         self.decisions["routed"] += 1
+        self.retrieval_trace["retrieved"].append((len(self.retrieval_trace["observed"]), routed))
         return alternative
 
     def observe(self, x: torch.Tensor, y: torch.Tensor, new_segment: bool | None) -> None:
@@ -164,6 +179,7 @@ class SwitchingLearner:
         self._store(x, f, y, self.task.record_id)
         self._write_record(self.task)
         self.head = self._adapted_head(self.task)
+        self.retrieval_trace["observed"].append(self.task.record_id)
 
     def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor) -> Predictor:
         """A predictor for a support set's labels, by the route a task of the stream takes.
@@ -183,7 +199,9 @@ class SwitchingLearner:
             known = self._recognise(f, support_y)
         task = self._from_record(known) if known is not None else _Task.empty(-1, ways, f)
         task.add(f, support_y, max(self.config.support_window, len(support_y)))
-        head = self._adapted_head(task)
+        # Its own generator for replay draws: the memory's must not move, or adapting would
+        # change what the learner replays next.
+        head = self._adapted_head(task, torch.Generator().manual_seed(_ADAPT_SEED))
         assert self.meta is not None
         meta = fw.MetaParameters(*(t.detach().clone() for t in self.meta))
         encoder = self.encoder
@@ -204,6 +222,78 @@ class SwitchingLearner:
             "task_records_and_index": 0 if self.tasks is None else self.tasks.nbytes,
             "meta_parameters": 0 if self.meta is None else sum(_nbytes(t) for t in self.meta),
         }
+
+    # --- persistence -------------------------------------------------------------------
+
+    def save_state(self, folder: Path) -> dict[str, Any]:
+        """Write everything but the encoder to ``folder``: tensors, and both memories.
+
+        The task memory and the episodic memory go through ``memory``'s own atomic
+        persistence (FAISS index and the sampling generator's state included).
+
+        Returns:
+            The JSON-ready settings ``load_state`` needs.
+        """
+        tensors: dict[str, Any] = {
+            "fit_history": torch.tensor(list(self._fit_history), dtype=torch.float64),
+            "route_outcomes": torch.tensor(list(self._route_outcomes), dtype=torch.float64),
+        }
+        if self.meta is not None:
+            assert self._optimizer is not None and self.tasks is not None
+            tensors["meta"] = {k: v.detach() for k, v in self.meta._asdict().items()}
+            tensors["optimizer"] = self._optimizer.state_dict()
+            self.tasks.save(folder / "task_memory")
+        if self.head is not None:
+            tensors["head"] = {"weight": self.head.weight, "bias": self.head.bias}
+        if self.task is not None:
+            tensors["task"] = _task_tensors(self.task)
+        slots = sorted(self._stored_features)
+        if slots:
+            tensors["stored_slots"] = torch.tensor(slots)
+            tensors["stored_features"] = torch.stack([self._stored_features[i] for i in slots])
+        if self.samples is not None:
+            self.samples.save(folder / "samples")
+        torch.save(tensors, folder / "state.pt")
+        return {
+            "ways": self.ways,
+            "memory_size": 0 if self.samples is None else self.samples.capacity,
+            "config": asdict(self.config),
+            "decisions": dict(self.decisions),
+            "retrieval_trace": self.retrieval_trace,
+        }
+
+    @classmethod
+    def load_state(cls, folder: Path, encoder: nn.Module, info: dict[str, Any]) -> SwitchingLearner:
+        """The learner ``save_state`` wrote, around the loaded ``encoder``."""
+        learner = cls(encoder, info["ways"], info["memory_size"], LifelongConfig(**info["config"]))
+        state = torch.load(folder / "state.pt", weights_only=True)
+        learner.decisions = dict(info["decisions"])
+        learner.retrieval_trace = {
+            "observed": list(info["retrieval_trace"]["observed"]),
+            "retrieved": [tuple(r) for r in info["retrieval_trace"]["retrieved"]],
+        }
+        learner._fit_history.extend(state["fit_history"].tolist())
+        learner._route_outcomes.extend(tuple(r) for r in state["route_outcomes"].tolist())
+        if "meta" in state:
+            learner._set_up(int(state["meta"]["beta"].shape[0]))
+            assert learner.meta is not None and learner._optimizer is not None
+            with torch.no_grad():
+                for name, tensor in learner.meta._asdict().items():
+                    tensor.copy_(state["meta"][name])
+            learner._optimizer.load_state_dict(state["optimizer"])
+            learner.tasks = TaskMemory.load(folder / "task_memory")
+        if "head" in state:
+            learner.head = fw.FastWeights(state["head"]["weight"], state["head"]["bias"])
+        if "task" in state:
+            learner.task = _task_from_tensors(state["task"])
+        if "stored_slots" in state:
+            features = state["stored_features"]
+            learner._stored_features = {
+                int(slot): features[row] for row, slot in enumerate(state["stored_slots"])
+            }
+        if (folder / "samples").exists():
+            learner.samples = EpisodicMemory.load(folder / "samples")
+        return learner
 
     # --- steps -------------------------------------------------------------------------
 
@@ -243,6 +333,7 @@ class SwitchingLearner:
         known = self._recognise(f, y) if self.config.retrieval else None
         if known is not None:
             self.decisions["recognised"] += 1
+            self.retrieval_trace["retrieved"].append((len(self.retrieval_trace["observed"]), known))
             task = self._from_record(known)
             if self.config.meta:
                 self._meta_update(task, f, y)
@@ -319,35 +410,83 @@ class SwitchingLearner:
         _, grads = fw.meta_gradients(
             self.meta, task.prototypes(), support, (f, y), self.config.inner_steps
         )
+        replayed = self._replayed_episode(f, exclude=task.record_id)
+        if replayed is not None:
+            _, more = fw.meta_gradients(self.meta, *replayed, self.config.inner_steps)
+            grads = fw.MetaParameters(*((a + b) / 2 for a, b in zip(grads, more, strict=True)))
+            self.decisions["replayed_episodes"] += 1
         for tensor, grad in zip(self.meta, grads, strict=True):
             tensor.grad = grad
         self._optimizer.step()
         self.decisions["meta_updates"] += 1
 
-    def _adapted_head(self, task: _Task) -> fw.FastWeights:
+    def _replayed_episode(
+        self, f: torch.Tensor, exclude: int
+    ) -> (
+        tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+        | None
+    ):
+        """A past task's episode for the meta-update: the retrieved record nearest ``f``.
+
+        The task most like the current one is the one a meta-update for the current one is
+        most likely to disturb. Its stored samples are drawn and halved into support and
+        query; its prototypes leave the query's samples out.
+
+        Returns:
+            Prototypes, support and query, or ``None`` without retrieval replay or a stored
+            task with two samples or more.
+        """
+        if not (self.config.retrieval and self.config.retrieval_replay) or self.samples is None:
+            return None
+        stored = self.samples.task_counts()
+        for record_id in self._candidates(f, exclude=exclude):
+            drawn = self._replay(record_id) if stored.get(record_id, 0) >= 2 else None
+            if drawn is None:
+                continue
+            features, labels = drawn
+            half = len(labels) // 2
+            query_f, query_y = features[half:], labels[half:]
+            record = self._record(record_id)
+            ways = len(record["counts"])
+            sums = record["sums"] - torch.zeros_like(record["sums"]).index_add_(0, query_y, query_f)
+            counts = record["counts"] - torch.bincount(query_y, minlength=ways).to(record["counts"])
+            prototypes = sums / counts.clamp(min=1).unsqueeze(1)
+            return prototypes, (features[:half], labels[:half]), (query_f, query_y)
+        return None
+
+    def _adapted_head(
+        self, task: _Task, generator: torch.Generator | None = None
+    ) -> fw.FastWeights:
         assert self.meta is not None
         head = fw.initial_head(task.prototypes(), self.meta)
-        support = self._support(task)
+        support = self._support(task, generator)
         if support is None:
             return fw.FastWeights(head.weight.detach(), head.bias.detach())
         z = fw.transform(support[0], self.meta)
         return fw.adapt_head(head, z, support[1], self.meta, self.config.inner_steps)
 
-    def _support(self, task: _Task) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _support(
+        self, task: _Task, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The task's recent samples, plus replay of its stored ones when met before."""
         parts = list(task.window)
         if task.recurring and self.config.retrieval_replay:
-            stored = self._replay(task.record_id)
+            stored = self._replay(task.record_id, generator)
             if stored is not None:
                 parts.append(stored)
         if not parts:
             return None
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
-    def _replay(self, record_id: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _replay(
+        self, record_id: int, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Stored samples of a record (drawn with the memory's generator unless given one)."""
         if self.samples is None or record_id not in self.samples.task_counts():
             return None
-        drawn = self.samples.sample(self.config.replay_samples, task_weights={record_id: 1.0})
+        drawn = self.samples.sample(
+            self.config.replay_samples, task_weights={record_id: 1.0}, generator=generator
+        )
         features = torch.stack([self._stored_features[int(s)] for s in drawn.slot])
         return features, drawn.y
 
@@ -391,3 +530,35 @@ def _fit(f: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor) -> float:
 
 def _nbytes(tensor: torch.Tensor) -> int:
     return tensor.numel() * tensor.element_size()
+
+
+def _task_tensors(task: _Task) -> dict[str, torch.Tensor]:
+    window_f = [batch[0] for batch in task.window]
+    window_y = [batch[1] for batch in task.window]
+    return {
+        "record_id": torch.tensor(task.record_id),
+        "sums": task.sums,
+        "counts": task.counts,
+        "recurring": torch.tensor(task.recurring),
+        "window_sizes": torch.tensor([len(y) for y in window_y], dtype=torch.int64),
+        "window_f": torch.cat(window_f) if window_f else torch.empty(0, task.sums.shape[1]),
+        "window_y": torch.cat(window_y) if window_y else torch.empty(0, dtype=torch.int64),
+    }
+
+
+def _task_from_tensors(tensors: dict[str, torch.Tensor]) -> _Task:
+    sizes = tensors["window_sizes"].tolist()
+    window = deque(
+        zip(
+            torch.split(tensors["window_f"], sizes),
+            torch.split(tensors["window_y"], sizes),
+            strict=True,
+        )
+    )
+    return _Task(
+        int(tensors["record_id"]),
+        tensors["sums"],
+        tensors["counts"],
+        window,
+        recurring=bool(tensors["recurring"]),
+    )

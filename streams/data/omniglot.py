@@ -20,6 +20,7 @@ __all__ = [
     "OMNIGLOT_TEST_DRAWINGS",
     "OmniglotSource",
     "alphabet_classes",
+    "drawing_array",
     "find_omniglot",
     "load_omniglot",
 ]
@@ -227,10 +228,24 @@ def _decode_all(
             raise StreamError(
                 f"cannot decode Omniglot drawing {name!r} ({error}); replace the file"
             ) from error
-        if gray.size != (image_size, image_size):
-            gray = gray.resize((image_size, image_size), Image.Resampling.BOX)
-        images[index, 0] = np.asarray(gray, np.float32) / 255.0
+        images[index, 0] = drawing_array(gray, image_size)
     return images
+
+
+def drawing_array(image: Image.Image, image_size: int = 28) -> np.ndarray:
+    """A drawing as the loader reads it: grey levels in ``[0, 1]``, box-resized to a square.
+
+    Args:
+        image: Any PIL image; it is converted to grey levels.
+        image_size: Side of the result.
+
+    Returns:
+        ``(image_size, image_size)`` float32, 1 where the file is white (not yet inverted).
+    """
+    gray = image.convert("L")
+    if gray.size != (image_size, image_size):
+        gray = gray.resize((image_size, image_size), Image.Resampling.BOX)
+    return np.asarray(gray, np.float32) / 255.0
 
 
 def _download(data_root: Path) -> None:
