@@ -80,23 +80,27 @@ class LifelongConfig:
     and temperature through the head's adaptation on the task's earlier samples. Off: they
     keep their initial values."""
     inner_steps: int = 5
-    """SGD steps that adapt a task's head on its samples."""
+    """SGD steps that adapt a task's head on its samples (set by hand, not tuned)."""
     inner_lr: float = 0.01
-    """Initial inner learning rate of every head parameter (then meta-learned)."""
+    """Initial inner learning rate of every head parameter, then meta-learned (0.1 tied it
+    on the validation stream of ``benchmarks/results/task_switching/README.md``)."""
     meta_lr: float = 0.001
-    """Adam's learning rate for the meta-parameters."""
+    """Adam's learning rate for the meta-parameters (best of 0.001, 0.01, 0.03 on that
+    validation stream)."""
     candidates: int = 5
-    """Records the FAISS task memory returns per search; the best-fitting one is used."""
+    """Records the FAISS task memory returns per search; the best-fitting one is used (set
+    by hand)."""
     support_window: int = 50
-    """Most recent samples of the current segment a head adapts on."""
+    """Most recent samples of the current segment a head adapts on (set by hand)."""
     replay_samples: int = 25
-    """Stored samples of a recognised task drawn into each adaptation."""
+    """Stored samples of a task drawn into an adaptation or a replayed meta-episode (set by
+    hand)."""
     recur_accuracy: float = 0.8
     """Share of a labelled batch a stored task's prototypes must get right to be the same
-    task coming back."""
+    task coming back (set by hand: four of five labels at 5 ways)."""
     route_quantile: float = 0.95
-    """Routing fires when a batch fits the current task worse than this quantile of the
-    recent batches that were in-task."""
+    """Routing is proposed when a batch fits the current task worse than this quantile of
+    the recent batches that were in-task (set by hand; routing then checks itself)."""
 
     def changed(self, names: tuple[str, ...]) -> list[str]:
         """Which of the fields ``names`` differ from their defaults."""

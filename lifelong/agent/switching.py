@@ -13,11 +13,14 @@ Each step brings an unlabelled few-shot batch to predict, then its labels. The a
 
 A task's fast weights (a linear head) start from its prototypes and adapt on its labelled
 samples: the current segment's and, for a task met before, replay of its stored samples.
+Each meta-update also replays an episode of stored samples of the retrieved task nearest the
+batch, the one the update is likeliest to disturb.
 
 On the unlabelled batch (``predict``), with ``routing``: if the batch fits the current task's
 prototypes worse than nearly all batches that turned out to belong to it, the task memory is
 searched with the batch's mean feature and the best-fitting retrieved record predicts instead
-(a task recognised before any of its labels arrive). On the labels (``observe``): a switch is
+(a task recognised before any of its labels arrive), as long as such routed predictions have
+beaten staying on the occasions scored so far. On the labels (``observe``): a switch is
 detected as ProtoNet's learner does (the current head gets fewer than halfway between chance
 and all of the batch right) or given; at a switch the memory is searched and a retrieved
 record that labels the batch well enough is the task coming back, its prototypes and stored
