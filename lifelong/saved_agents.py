@@ -16,7 +16,6 @@ atomically (``lifelong.io.atomic_folder``).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -32,6 +31,7 @@ from lifelong.agent.switching import SwitchingLearner
 from lifelong.io import atomic_folder
 from lifelong.online_agents import FinetuneLearner, Predictor, ProtoNetLearner
 from lifelong.pretraining import conv4
+from memory.persistence import sha256_of
 from streams.data.omniglot import drawing_array
 
 __all__ = [
@@ -168,7 +168,7 @@ def save_agent(
             "input_shape": list(input_shape),
             "preprocessing": vars(preprocessing or Preprocessing()),
             "files": {
-                str(path.relative_to(tmp)): _sha256(path)
+                str(path.relative_to(tmp)): sha256_of(path)
                 for path in sorted(tmp.rglob("*"))
                 if path.is_file()
             },
@@ -187,7 +187,7 @@ def load_agent(path: str | os.PathLike[str]) -> SavedAgent:
     description = _description(folder)
     for name, digest in description["files"].items():
         file = folder / name
-        if not file.is_file() or _sha256(file) != digest:
+        if not file.is_file() or sha256_of(file) != digest:
             raise AgentLoadError(
                 f"saved agent {folder} is corrupt: {name} is missing or does not match its "
                 "checksum; save the agent again"
@@ -229,10 +229,3 @@ def _description(folder: Path) -> dict[str, Any]:
         raise AgentLoadError(f"saved agent {folder} is corrupt: {AGENT_FILE} is incomplete")
     return description
 
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
