@@ -432,12 +432,12 @@ class SwitchingLearner:
         """A past task's episode for the meta-update: the retrieved record nearest ``f``.
 
         The task most like the current one is the one a meta-update for the current one is
-        most likely to disturb. Its stored samples are drawn and halved into support and
-        query; its prototypes leave the query's samples out.
+        most likely to disturb. Its stored samples are drawn; the first of each label is the
+        support and its prototype, as in the stream's first steps, the rest the query.
 
         Returns:
             Prototypes, support and query, or ``None`` without retrieval replay or a stored
-            task with two samples or more.
+            task with a label drawn twice.
         """
         if not (self.config.retrieval and self.config.retrieval_replay) or self.samples is None:
             return None
@@ -447,14 +447,22 @@ class SwitchingLearner:
             if drawn is None:
                 continue
             features, labels = drawn
-            half = len(labels) // 2
-            query_f, query_y = features[half:], labels[half:]
-            record = self._record(record_id)
-            ways = len(record["counts"])
-            sums = record["sums"] - torch.zeros_like(record["sums"]).index_add_(0, query_y, query_f)
-            counts = record["counts"] - torch.bincount(query_y, minlength=ways).to(record["counts"])
+            # Shaped like the stream's episodes: one drawing per label as the support and
+            # its prototype, the other drawings as the query.
+            first = torch.zeros(len(labels), dtype=torch.bool)
+            seen: set[int] = set()
+            for row, label in enumerate(labels.tolist()):
+                if label not in seen:
+                    seen.add(label)
+                    first[row] = True
+            if bool(first.all()):
+                continue
+            ways = len(self._record(record_id)["counts"])
+            support_f, support_y = features[first], labels[first]
+            sums = torch.zeros(ways, features.shape[1]).index_add_(0, support_y, support_f)
+            counts = torch.bincount(support_y, minlength=ways).to(sums)
             prototypes = sums / counts.clamp(min=1).unsqueeze(1)
-            return prototypes, (features[:half], labels[:half]), (query_f, query_y)
+            return prototypes, (support_f, support_y), (features[~first], labels[~first])
         return None
 
     def _adapted_head(
