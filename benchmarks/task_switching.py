@@ -31,6 +31,7 @@ import numpy as np
 from lifelong import RunConfig, StreamConfig, run
 from lifelong.agents import available_agents
 from lifelong.io import atomic_write_text
+from lifelong.switching_run import mean_std
 from streams import Scenario
 
 SWITCHES = ("retrieval", "routing", "retrieval_replay", "meta")
@@ -119,14 +120,14 @@ def summary_rows(
             ("first_visit_first5", [_first(r["recovery_curve"]["first_visit"], 5) for r in runs]),
             ("wall_time_s", [r["wall_time_s"] for r in runs]),
         ):
-            row[f"{key}_mean"], row[f"{key}_std"] = _mean_std(values)
+            row[f"{key}_mean"], row[f"{key}_std"] = mean_std(values)
         for kind in ("pretrain", "new", "ood"):
-            row[f"oca_{kind}_mean"] = _mean_std([r["oca_by_type"][kind] for r in runs])[0]
+            row[f"oca_{kind}_mean"] = mean_std([r["oca_by_type"][kind] for r in runs])[0]
         if all("retrieval" in r for r in runs):
             precision = [r["retrieval"]["precision_at_1"] for r in runs]
-            row["retrieval_precision_mean"], row["retrieval_precision_std"] = _mean_std(precision)
-            row["retrieval_events_mean"] = _mean_std([r["retrieval"]["events"] for r in runs])[0]
-            row["retrieval_chance_mean"] = _mean_std([r["retrieval"]["chance"] for r in runs])[0]
+            row["retrieval_precision_mean"], row["retrieval_precision_std"] = mean_std(precision)
+            row["retrieval_events_mean"] = mean_std([r["retrieval"]["events"] for r in runs])[0]
+            row["retrieval_chance_mean"] = mean_std([r["retrieval"]["chance"] for r in runs])[0]
         rows.append(row)
     return rows
 
@@ -191,14 +192,6 @@ def precision_table(rows: Sequence[Mapping[str, Any]]) -> str:
 def _first(curve: Sequence[float | None], n: int) -> float | None:
     values = [v for v in curve[:n] if v is not None]
     return float(np.mean(values)) if values else None
-
-
-def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
-    present = [float(v) for v in values if v is not None]
-    if not present:
-        return None, None
-    std = float(np.std(present, ddof=1)) if len(present) > 1 else 0.0
-    return float(np.mean(present)), std
 
 
 if __name__ == "__main__":

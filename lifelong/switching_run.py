@@ -38,7 +38,7 @@ from lifelong.report import aligned_table
 from lifelong.saved_agents import SavableLearner, save_agent
 from streams.switching import SwitchingStream
 
-__all__ = ["SWITCHING_SUMMARY_KEYS", "format_switching_table", "run_switching"]
+__all__ = ["SWITCHING_SUMMARY_KEYS", "format_switching_table", "mean_std", "run_switching"]
 
 SWITCHING_SUMMARY_KEYS = (
     "agent",
@@ -196,10 +196,10 @@ def summarize_switching_runs(runs: Sequence[Mapping[str, Any]]) -> list[dict[str
             ("oca", [r["oca"] for r in agent_runs]),
             ("oca_revisit", [r["oca_revisit"] for r in agent_runs]),
         ):
-            row[f"{name}_mean"], row[f"{name}_std"] = _mean_std(values)
-        row["oca_first_visit_mean"] = _mean_std([r["oca_first_visit"] for r in agent_runs])[0]
+            row[f"{name}_mean"], row[f"{name}_std"] = mean_std(values)
+        row["oca_first_visit_mean"] = mean_std([r["oca_first_visit"] for r in agent_runs])[0]
         for kind in ("pretrain", "new", "ood"):
-            row[f"oca_{kind}_mean"] = _mean_std([r["oca_by_type"][kind] for r in agent_runs])[0]
+            row[f"oca_{kind}_mean"] = mean_std([r["oca_by_type"][kind] for r in agent_runs])[0]
         row["wall_time_s_mean"] = float(np.mean([r["wall_time_s"] for r in agent_runs]))
         rows.append({key: row[key] for key in SWITCHING_SUMMARY_KEYS})
     return rows
@@ -240,7 +240,7 @@ def _draw_recovery(runs: Sequence[Mapping[str, Any]]) -> Figure:
     for ax, visit in zip(axes, ("first_visit", "revisit"), strict=True):
         for agent in agents:
             curves = [r["recovery_curve"][visit] for r in runs if r["agent"] == agent]
-            mean = [_mean_std([c[k] for c in curves])[0] for k in range(len(curves[0]))]
+            mean = [mean_std([c[k] for c in curves])[0] for k in range(len(curves[0]))]
             ax.plot(range(len(mean)), [np.nan if m is None else m for m in mean], label=agent)
         ax.set_title("first visits" if visit == "first_visit" else "revisits")
         ax.set_xlabel("steps since the switch")
@@ -293,7 +293,8 @@ def _cells(row: Mapping[str, Any]) -> list[str]:
     ]
 
 
-def _mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+def mean_std(values: Sequence[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample std (0 for one value) of the finite values; ``None`` for none."""
     present = [float(v) for v in values if v is not None and math.isfinite(float(v))]
     if not present:
         return None, None
