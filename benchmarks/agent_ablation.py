@@ -23,10 +23,15 @@ ABLATIONS: dict[str, LifelongConfig] = {
     "ll-no-distill": LifelongConfig(distill_weight=0.0),
     "ll-no-replay": LifelongConfig(replay=False),
     "ll-two-steps": LifelongConfig(steps_per_batch=2),
+    "ll-no-meta": LifelongConfig(meta=False),
+    "ll-no-retrieval": LifelongConfig(retrieval=False),
+    "ll-no-retrieval-replay": LifelongConfig(retrieval_replay=False),
+    "ll-no-meta-no-retrieval": LifelongConfig(meta=False, retrieval=False),
 }
 """``lifelong``'s default configuration with one component switched off, and with the second
 step per batch that the wall-time limit ruled out (``ll-two-steps``), to show what it costs
-and buys."""
+and buys. ``ll-no-meta-no-retrieval`` is the agent before its task memory and learned
+learning rates came back to task sequences."""
 
 if __name__ == "__main__":
     sys.exit(

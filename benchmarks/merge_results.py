@@ -3,8 +3,9 @@
 Each folder is one ``run_stream.py`` invocation (for example the baselines in one, the
 ``lifelong`` agent and its ablations in another). The runs must share the stream and the
 training settings; only the agents differ. Prints a markdown table per stream with ACC,
-BWT, FWT, forgetting (mean ± std over seeds, in percent), wall/train/eval time, and how far
-``lifelong`` is from the best other agent on ACC, in points and in standard deviations:
+BWT, FWT, forgetting (mean ± std over seeds, in percent), wall/train/eval time, stored samples
+and bytes (``lifelong.budget``), and how far ``lifelong`` is from the best other agent on ACC,
+in points and in standard deviations:
 
     .venv/bin/python benchmarks/merge_results.py runs/issue4/rotated-mnist__baselines \\
         runs/issue4/rotated-mnist__lifelong --out benchmarks/results/agent_vs_baselines.md
@@ -69,23 +70,37 @@ def _time(row: Mapping[str, Any], phase: str) -> str:
     return "" if value is None else f"{value:.1f}"
 
 
+def _memory(row: Mapping[str, Any], key: str, scale: float = 1.0, digits: int = 0) -> str:
+    value = row.get(f"{key}_mean")
+    return "" if value is None else f"{value / scale:.{digits}f}"
+
+
+def _budget(train: Mapping[str, Any]) -> str:
+    # Results written before byte budgets have no memory_bytes key.
+    if train.get("memory_bytes") is not None:
+        return f"memory {train['memory_bytes']} bytes"
+    return f"memory {train['memory_size']}"
+
+
 def comparison_markdown(merged: Mapping[str, Any], ours: str = "lifelong") -> str:
     """A markdown table of every agent and a line on ``ours`` against the best other agent."""
     rows = merged["summary"]
     lines = [
         f"### {merged['stream']} ({merged['scenario']}, {merged['n_tasks']} tasks, "
         f"seeds {','.join(map(str, merged['config']['seeds']))}, "
-        f"memory {merged['config']['train']['memory_size']}, "
+        f"{_budget(merged['config']['train'])}, "
         f"evaluated on {merged.get('evaluated_on', 'test')})",
         "",
-        "| agent | ACC % | BWT % | FWT % | forgetting % | wall s | train s | eval s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| agent | ACC % | BWT % | FWT % | forgetting % | wall s | train s | eval s "
+        "| stored samples | stored kB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row['agent']} | {_pm(row, 'acc')} | {_pm(row, 'bwt')} | {_pm(row, 'fwt')} | "
             f"{_pm(row, 'forgetting')} | {row['wall_time_s_mean']:.1f} | "
-            f"{_time(row, 'train')} | {_time(row, 'eval')} |"
+            f"{_time(row, 'train')} | {_time(row, 'eval')} | "
+            f"{_memory(row, 'stored_samples')} | {_memory(row, 'memory_bytes', 1000, 1)} |"
         )
     lines += ["", *_verdict(rows, ours), *_retrieval(merged["runs"], ours), ""]
     return "\n".join(lines)

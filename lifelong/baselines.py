@@ -35,6 +35,10 @@ keeps, total over the stream. GEM and A-GEM keep a fixed number per task, so the
 ``memory_size // n_tasks`` each. How many samples a memory replays per step
 (``memory_batch_size`` and the like) is a method hyperparameter, not part of the budget.
 ``stored_samples(strategy)`` counts what a strategy holds, for checking the budget.
+Under ``TrainConfig.memory_bytes`` a method stores as many float32 samples as fit beside what
+else it keeps (DER: each sample's logits; La-MAML: its learned learning rates); a method whose
+own records exceed the budget (EWC, SI, and ``cumulative``, which keeps everything) is refused
+(``lifelong.budget`` counts the bytes).
 
 Upper bound: ``cumulative`` is the only one registered. Avalanche's ``JointTraining`` trains
 once on the whole concatenated stream, so it is evaluated before training and once after: two
@@ -78,6 +82,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lifelong.agents import ALL_SCENARIOS, AgentContext, MemoryBudgetError, register_agent
+from lifelong.budget import FLOAT32_BYTES, sample_bytes, samples_within
 from streams import Scenario
 
 __all__ = [
@@ -480,7 +485,11 @@ def stored_samples(strategy: SupervisedTemplate) -> int | None:
     own = getattr(strategy, "stored_samples", None)
     if callable(own):
         return int(own())
-    counts: list[int] = []
+    counts: list[int] = [
+        int(plugin.stored_samples())
+        for plugin in strategy.plugins
+        if callable(getattr(plugin, "stored_samples", None))
+    ]
     lamaml_buffer = getattr(strategy, "buffer", None)
     holders = [strategy, *strategy.plugins, lamaml_buffer]
     for holder in holders:
@@ -497,12 +506,15 @@ def stored_samples(strategy: SupervisedTemplate) -> int | None:
 # --- Shared plumbing. ----------------------------------------------------------------------
 
 
-def _common(
+def common_arguments(
     context: AgentContext,
     model: nn.Module | None = None,
     extra_plugins: Sequence[SupervisedPlugin] = (),
 ) -> dict[str, Any]:
-    """Constructor arguments every baseline shares; see the module docstring."""
+    """Constructor arguments every baseline shares, ``lifelong.coded_replay`` too.
+
+    See the module docstring.
+    """
     net = context.model if model is None else model
     return {
         "model": net,
@@ -518,7 +530,22 @@ def _common(
     }
 
 
-def _memory_size(agent: str, context: AgentContext) -> int:
+def _memory_size(
+    agent: str, context: AgentContext, extra_per_sample: int = 0, fixed: int = 0
+) -> int:
+    """The samples an agent may store: ``memory_size``, or as many as ``memory_bytes`` holds.
+
+    Args:
+        agent: The agent's name, for error messages.
+        context: The run's context.
+        extra_per_sample: Bytes the agent keeps beside each sample (DER's logits).
+        fixed: Bytes the agent keeps whatever it stores (La-MAML's learning rates).
+    """
+    budget = context.train.memory_bytes
+    if budget is not None:
+        per_sample = sample_bytes(context.stream) + extra_per_sample
+        what = "float32 input" + (" and its logits" if extra_per_sample else "")
+        return samples_within(agent, budget, per_sample, fixed, what)
     size = context.train.memory_size
     if size < 1:
         raise MemoryBudgetError(
@@ -531,11 +558,38 @@ def _memory_size(agent: str, context: AgentContext) -> int:
 def _memory_per_task(agent: str, context: AgentContext) -> int:
     size, n_tasks = _memory_size(agent, context), context.stream.n_tasks
     if size < n_tasks:
+        budget = (
+            f"memory_size={size}" if context.train.memory_bytes is None
+            else f"the {size} samples --memory-bytes {context.train.memory_bytes} holds"
+        )
         raise MemoryBudgetError(
-            f"agent {agent!r} splits memory_size={size} evenly over n_tasks={n_tasks} "
+            f"agent {agent!r} splits {budget} evenly over n_tasks={n_tasks} "
             f"tasks, which leaves no sample per task; set memory_size to {n_tasks} or more"
         )
     return size // n_tasks
+
+
+def _records_within(agent: str, context: AgentContext, needed: int | None, what: str) -> None:
+    """Refuse an agent whose own records exceed ``memory_bytes``.
+
+    Args:
+        agent: The agent's name.
+        context: The run's context.
+        needed: The records' bytes; ``None`` when they grow without bound.
+        what: What the records are, for the message.
+    """
+    budget = context.train.memory_bytes
+    if budget is None or (needed is not None and needed <= budget):
+        return
+    size = "an unbounded amount" if needed is None else f"{needed} bytes"
+    raise MemoryBudgetError(
+        f"agent {agent!r} keeps {size} ({what}), over --memory-bytes {budget}; "
+        f"raise the budget or leave {agent} out"
+    )
+
+
+def _parameter_bytes(context: AgentContext) -> int:
+    return sum(p.numel() * p.element_size() for p in context.model.parameters())
 
 
 class _IgnoreTaskLabels(nn.Module):
@@ -564,7 +618,7 @@ class _IgnoreTaskLabels(nn.Module):
 )
 def naive(context: AgentContext) -> SupervisedTemplate:
     """Plain fine-tuning on each experience in turn."""
-    return Naive(**_common(context))
+    return Naive(**common_arguments(context))
 
 
 @register_agent(
@@ -577,7 +631,8 @@ def naive(context: AgentContext) -> SupervisedTemplate:
 )
 def cumulative(context: AgentContext) -> SupervisedTemplate:
     """Train on the union of every experience seen so far; the run's upper bound."""
-    return Cumulative(**_common(context))
+    _records_within("cumulative", context, None, "every sample seen")
+    return Cumulative(**common_arguments(context))
 
 
 @register_agent(
@@ -592,7 +647,11 @@ def ewc(context: AgentContext) -> SupervisedTemplate:
         Kirkpatrick et al., "Overcoming catastrophic forgetting in neural networks", PNAS 2017.
     """
     hp = EWCHParams()
-    return EWC(**_common(context), ewc_lambda=hp.ewc_lambda, mode=hp.mode)
+    per_task = 2 * _parameter_bytes(context)
+    needed = per_task * (context.stream.n_tasks if hp.mode == "separate" else 1)
+    what = "an importance and an anchor per parameter per task"
+    _records_within("ewc", context, needed, what)
+    return EWC(**common_arguments(context), ewc_lambda=hp.ewc_lambda, mode=hp.mode)
 
 
 @register_agent(
@@ -607,8 +666,12 @@ def si(context: AgentContext) -> SupervisedTemplate:
         Zenke, Poole & Ganguli, "Continual Learning Through Synaptic Intelligence", ICML 2017.
     """
     hp = SIHParams()
+    _records_within(
+        "si", context, 4 * _parameter_bytes(context),
+        "importances, anchors, path integrals and start weights, one per parameter",
+    )
     penalty = SynapticIntelligencePenalty(strength=hp.si_lambda, damping=hp.eps)
-    return SupervisedTemplate(**_common(context, extra_plugins=[penalty]))
+    return SupervisedTemplate(**common_arguments(context, extra_plugins=[penalty]))
 
 
 @register_agent(
@@ -623,7 +686,8 @@ def lwf(context: AgentContext) -> SupervisedTemplate:
         Li & Hoiem, "Learning without Forgetting", ECCV 2016.
     """
     hp = LwFHParams()
-    return LwF(**_common(context), alpha=hp.alpha, temperature=hp.temperature)
+    _records_within("lwf", context, _parameter_bytes(context), "a copy of the previous model")
+    return LwF(**common_arguments(context), alpha=hp.alpha, temperature=hp.temperature)
 
 
 @register_agent(
@@ -644,7 +708,7 @@ def replay(context: AgentContext) -> SupervisedTemplate:
         batch_size_mem=hp.memory_batch_size,
         storage_policy=_ExperienceBalancedBuffer(max_size=size, adaptive_size=True),
     )
-    return SupervisedTemplate(**_common(context, extra_plugins=[plugin]))
+    return SupervisedTemplate(**common_arguments(context, extra_plugins=[plugin]))
 
 
 @register_agent(
@@ -661,7 +725,7 @@ def gem(context: AgentContext) -> SupervisedTemplate:
     """
     hp = GEMHParams()
     return GEM(
-        **_common(context),
+        **common_arguments(context),
         patterns_per_exp=_memory_per_task("gem", context),
         memory_strength=hp.memory_strength,
     )
@@ -682,7 +746,7 @@ def agem(context: AgentContext) -> SupervisedTemplate:
     """
     hp = AGEMHParams()
     return AGEM(
-        **_common(context),
+        **common_arguments(context),
         patterns_per_exp=_memory_per_task("agem", context),
         sample_size=hp.sample_size,
     )
@@ -705,14 +769,16 @@ def der(context: AgentContext) -> SupervisedTemplate:
         Continual Learning: a Strong, Simple Baseline", NeurIPS 2020.
     """
     hp = DERHParams()
-    common = _common(context)
+    common = common_arguments(context)
     if context.stream.scenario is Scenario.CLASS_INCREMENTAL:
         common["optimizer"] = torch.optim.SGD(
             context.model.parameters(), lr=hp.class_incremental_lr
         )
     return DER(
         **common,
-        mem_size=_memory_size("der", context),
+        mem_size=_memory_size(
+            "der", context, extra_per_sample=context.stream.n_classes * FLOAT32_BYTES
+        ),
         batch_size_mem=hp.memory_batch_size,
         alpha=hp.alpha,
         beta=hp.beta,
@@ -733,7 +799,9 @@ def er_ace(context: AgentContext) -> SupervisedTemplate:
         Abrupt Representation Change in Online Continual Learning", ICLR 2022.
     """
     hp, size = ERACEHParams(), _memory_size("er-ace", context)
-    strategy = ER_ACE(**_common(context), mem_size=size, batch_size_mem=hp.memory_batch_size)
+    strategy = ER_ACE(
+        **common_arguments(context), mem_size=size, batch_size_mem=hp.memory_batch_size
+    )
     strategy.storage_policy = _ClassBalancedBuffer(max_size=size, adaptive_size=True)
     return strategy
 
@@ -753,7 +821,7 @@ def mir(context: AgentContext) -> SupervisedTemplate:
     """
     hp, size = MIRHParams(), _memory_size("mir", context)
     plugin = _MIRPlugin(batch_size_mem=hp.memory_batch_size, mem_size=size, subsample=hp.subsample)
-    return SupervisedTemplate(**_common(context, extra_plugins=[plugin]))
+    return SupervisedTemplate(**common_arguments(context, extra_plugins=[plugin]))
 
 
 @register_agent(
@@ -773,14 +841,16 @@ def lamaml(context: AgentContext) -> SupervisedTemplate:
         Gupta, Yadav & Paull, "La-MAML: Look-ahead Meta Learning for Continual Learning",
         NeurIPS 2020.
     """
-    hp, size = LaMAMLHParams(), _memory_size("lamaml", context)
+    # Its learned learning rates: one per weight, kept beside the memory.
+    hp = LaMAMLHParams()
+    size = _memory_size("lamaml", context, fixed=_parameter_bytes(context))
     net = context.model if is_multi_task_module(context.model) else _IgnoreTaskLabels(context.model)
     initial_weights = copy.deepcopy(net.state_dict())
     with warnings.catch_warnings():
         # lamaml_v2 passes its own base class positional arguments; nothing a user can change.
         warnings.simplefilter("ignore", PositionalArgumentsDeprecatedWarning)
         strategy = LaMAML(
-            **_common(context, model=net),
+            **common_arguments(context, model=net),
             n_inner_updates=context.train.batch_size,
             second_order=hp.second_order,
             grad_clip_norm=hp.grad_clip_norm,

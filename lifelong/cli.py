@@ -76,6 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="total stored samples for every memory-based agent alike (default 500)",
     )
     add(
+        "--memory-bytes",
+        type=int,
+        help="a memory budget in bytes instead of --memory-size: every agent's stored "
+        "samples, logits, records and indexes together stay within it",
+    )
+    add(
         "--pretrain-episodes",
         type=int,
         help="ProtoNet pre-training episodes before a task-switching stream (default 3000)",
@@ -153,6 +159,11 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     Raises:
         ConfigError: On an invalid value.
     """
+    if args.memory_size is not None and args.memory_bytes is not None:
+        raise ConfigError(
+            f"--memory-size {args.memory_size} and --memory-bytes {args.memory_bytes} are two "
+            "budgets for one memory; give one"
+        )
     config = load_config_file(args.config) if args.config else RunConfig()
     stream_updates = _given(
         name=args.stream,
@@ -168,6 +179,7 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         batch_size=args.batch_size,
         lr=args.lr,
         memory_size=args.memory_size,
+        memory_bytes=args.memory_bytes,
         pretrain_episodes=args.pretrain_episodes,
     )
     run_updates = _given(

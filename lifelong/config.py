@@ -37,6 +37,9 @@ class TrainConfig:
         eval_batch_size: Evaluation mini-batch size (does not change results).
         lr: SGD learning rate.
         memory_size: Total stored samples allowed to every memory-based agent alike.
+        memory_bytes: A budget in bytes instead (``None``: ``memory_size`` bounds the
+            memory): every agent's stored bytes of every kind (``lifelong.budget``) stay
+            within it, and a sample-based baseline stores as many float32 samples as fit.
         hidden: Hidden layer widths of the MLP every agent gets.
         pretrain_episodes: ProtoNet pre-training episodes before a task-switching stream
             (3,000: the published Omniglot recipe; see ``lifelong.pretraining``).
@@ -47,6 +50,7 @@ class TrainConfig:
     eval_batch_size: int = 256
     lr: float = 0.1
     memory_size: int = 500
+    memory_bytes: int | None = None
     hidden: tuple[int, ...] = (100, 100)
     pretrain_episodes: int = 3000
 
@@ -160,6 +164,10 @@ def validate(config: RunConfig) -> RunConfig:
     _require(
         train.memory_size >= 0,
         f"--memory-size must be 0 or more stored samples, got {train.memory_size}",
+    )
+    _require(
+        train.memory_bytes is None or train.memory_bytes >= 1,
+        f"--memory-bytes must be a positive number of bytes, got {train.memory_bytes}",
     )
     _require(
         all(width >= 1 for width in train.hidden),

@@ -216,6 +216,11 @@ class ProtoNetLearner:
             self.sums.index_add_(0, y, embedded)
             self.counts += torch.bincount(y, minlength=self.ways).to(self.counts)
 
+    def memory_bytes_by_kind(self) -> dict[str, int]:
+        """The current task's prototype sums and counts (``records``)."""
+        kept = [self.counts] if self.sums is None else [self.sums, self.counts]
+        return {"records": sum(t.numel() * t.element_size() for t in kept)}
+
     def _logits(self, embedded: torch.Tensor) -> torch.Tensor:
         if self.sums is None:
             return torch.zeros(len(embedded), self.ways)

@@ -85,12 +85,14 @@ SUMMARY_KEYS = (
     "forgetting_std",
     "wall_time_s_mean",
 )
-"""Keys every summary row has, in order; ``{key}_mean`` of each ``avalanche_*`` run key
-and timing split present follows them."""
+"""Keys every summary row has, in order; ``{key}_mean`` of each ``avalanche_*`` run key,
+timing split and memory figure (``memory_bytes``, ``stored_samples``) present follows them."""
 
 _AVALANCHE_PREFIX = "avalanche_"
 _TIMING_KEYS = ("train_time_s", "eval_time_s")
 """Run keys averaged into the summary when present: the job's wall time, split."""
+_MEMORY_KEYS = ("memory_bytes", "stored_samples")
+"""Run keys averaged into the summary when present: what the agent stores at the end."""
 
 METRIC_NOTE = (
     "Metrics of the accuracy matrix R (row 0 before training, row i after task i): "
@@ -101,7 +103,9 @@ METRIC_NOTE = (
 )
 """The one-line note under the markdown table."""
 
-_COLUMNS = ("Agent", "Seeds", "ACC (%)", "BWT (%)", "FWT (%)", "Forgetting (%)", "Time (s)")
+_COLUMNS = (
+    "Agent", "Seeds", "ACC (%)", "BWT (%)", "FWT (%)", "Forgetting (%)", "Time (s)", "Memory (kB)"
+)
 
 
 def summarize_runs(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -115,9 +119,10 @@ def summarize_runs(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         One dict per agent, in order of the agent's first run, with the keys of
         :data:`SUMMARY_KEYS`: ``n_seeds`` is the agent's number of runs; ``*_std`` is the
         sample standard deviation (``ddof=1``) over them, 0.0 for a single run. Then, for
-        every ``avalanche_*``, ``train_time_s`` and ``eval_time_s`` key found in the agent's
-        runs, ``{key}_mean``: its mean over the runs that have it (peak RAM, for one, is
-        only present when it was measured).
+        every ``avalanche_*``, ``train_time_s``, ``eval_time_s``, ``memory_bytes`` and
+        ``stored_samples`` key found in the agent's runs, ``{key}_mean``: its mean over the
+        runs that have it and give a value (peak RAM, for one, is only present when it was
+        measured; ``stored_samples`` is ``None`` for an agent without a sample memory).
 
     Raises:
         ValueError: If ``runs`` is empty, a run lacks a key, a value is not a finite number,
@@ -137,7 +142,8 @@ def summarize_runs(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             row[f"{name}_std"] = _sample_std(values)
         row["wall_time_s_mean"] = _mean([float(run["wall_time_s"]) for run in agent_runs])
         for key in _averaged_extra_keys(agent_runs):
-            row[f"{key}_mean"] = _mean([float(run[key]) for run in agent_runs if key in run])
+            values = [float(run[key]) for run in agent_runs if run.get(key) is not None]
+            row[f"{key}_mean"] = _mean(values)
         summary.append(row)
     return summary
 
@@ -390,8 +396,8 @@ def _averaged_extra_keys(runs: Sequence[Mapping[str, Any]]) -> list[str]:
     for run in runs:
         for key in run:
             if isinstance(key, str) and (
-                key.startswith(_AVALANCHE_PREFIX) or key in _TIMING_KEYS
-            ):
+                key.startswith(_AVALANCHE_PREFIX) or key in _TIMING_KEYS or key in _MEMORY_KEYS
+            ) and run[key] is not None:
                 keys.setdefault(key, None)
     return list(keys)
 
@@ -420,6 +426,8 @@ def _table_cells(row: Mapping[str, Any]) -> list[str]:
         str(row["n_seeds"]),
         *(pct(name) for name in _RUN_METRICS),
         f"{float(row['wall_time_s_mean']):.1f}",
+        # Stored bytes of every kind (lifelong.budget), in kB of 1,000 bytes.
+        f"{float(row['memory_bytes_mean']) / 1000:.1f}" if "memory_bytes_mean" in row else "-",
     ]
 
 

@@ -43,7 +43,8 @@ from lifelong.agents import (
     get_agent,
     make_agent,
 )
-from lifelong.baselines import quiet_library_warnings
+from lifelong.baselines import quiet_library_warnings, stored_samples
+from lifelong.budget import ByteBudgetCheck, memory_bytes_by_kind
 from lifelong.checkpoint import (
     CheckpointPlugin,
     JobFiles,
@@ -189,6 +190,11 @@ def _run_task_switching(
             "--validation-fraction applies to task-sequence streams; a task-switching run "
             "chooses its settings on its pre-training distributions"
         )
+    if config.train.memory_bytes is not None:
+        raise ConfigError(
+            "--memory-bytes bounds task-sequence runs; a task-switching run is bounded by "
+            "--memory-size and reports its bytes (memory_bytes in results.json)"
+        )
     # Few-shot steps of a small encoder: one CPU thread is the fast place for them.
     if config.executor != "local" or config.device == "cuda":
         raise ConfigError(
@@ -332,9 +338,11 @@ def _job_record(
         avalanche_metrics = avalanche_stream_metrics(strategy.evaluator)
     peak = peak_ram_mb(strategy.evaluator) if tensor_evaluator is not None else None
     ram = {} if peak is None else {"avalanche_peak_ram_mb": peak}
-    # An agent may report more about itself (``lifelong``: the bytes it keeps beside the
-    # stored samples).
-    own_report = getattr(strategy, "run_report", None)
+    # An agent, or a plugin of its own, may report more about itself (``lifelong``: the bytes
+    # it keeps beside the stored samples; ``replay-coded``: its codec).
+    reports = [getattr(holder, "run_report", None) for holder in (strategy, *strategy.plugins)]
+    bytes_check = _find_plugin(strategy, ByteBudgetCheck)
+    by_kind = memory_bytes_by_kind(strategy, bytes_check.facts) if bytes_check else {}
     return {
         "agent": job.agent,
         "seed": job.seed,
@@ -347,7 +355,11 @@ def _job_record(
         "wall_time_s": wall_time,
         "eval_time_s": eval_time,
         "train_time_s": max(wall_time - eval_time, 0.0),
-        **(own_report() if callable(own_report) else {}),
+        "stored_samples": stored_samples(strategy),
+        "memory_bytes": sum(by_kind.values()),
+        "memory_bytes_by_kind": by_kind,
+        "memory_bytes_by_experience": bytes_check.by_experience if bytes_check else [],
+        **{key: value for report in reports if callable(report) for key, value in report().items()},
     }
 
 
@@ -374,6 +386,8 @@ def _build_strategy(
             f"agent {job.agent!r} built a {type(strategy).__name__} for a task sequence; "
             "its factory must return an Avalanche strategy there"
         )
+    # Last of the strategy's own plugins: it measures what the others stored.
+    strategy.plugins.append(ByteBudgetCheck(job.agent, facts, config.train.memory_bytes))
     if config.evaluator == "tensor":
         test_sets = test_sets_of(stream.benchmark.test_stream, device)
         _replace_periodic_eval(strategy, TensorEvaluator(test_sets, config.train.eval_batch_size))

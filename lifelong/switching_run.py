@@ -25,6 +25,7 @@ from matplotlib.figure import Figure
 from tqdm import tqdm
 
 from lifelong.agents import AgentContext, StreamFacts, agent_options, make_agent
+from lifelong.budget import KINDS
 from lifelong.config import RunConfig, config_to_dict
 from lifelong.evaluation import make_evaluator
 from lifelong.io import atomic_path, atomic_write_text
@@ -160,11 +161,14 @@ def _job(
         "wall_time_s": wall,
         "agent_settings": None if context.options is None else asdict(context.options),
     }
-    # What an agent reports of itself: bytes it keeps, counts of its decisions.
-    for key in ("memory_bytes", "decisions"):
-        value = getattr(learner, key, None)
-        if value is not None:
-            record[key] = dict(value)
+    # What an agent reports of itself: bytes it keeps (none if it says nothing), its decisions.
+    by_kind = getattr(learner, "memory_bytes_by_kind", None)
+    kinds = by_kind() if callable(by_kind) else {}
+    record["memory_bytes_by_kind"] = {kind: int(kinds.get(kind, 0)) for kind in KINDS}
+    record["memory_bytes"] = sum(record["memory_bytes_by_kind"].values())
+    decisions = getattr(learner, "decisions", None)
+    if decisions is not None:
+        record["decisions"] = dict(decisions)
     saved = Path("agents") / f"{agent}__seed{seed}"
     if hasattr(learner, "save_state"):
         save_agent(

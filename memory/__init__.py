@@ -3,7 +3,8 @@
 - ``TaskMemory``: one embedding per past task with its ``TaskRecord``; ``search`` returns the
   most similar past tasks.
 - ``EpisodicMemory``: a bounded buffer of samples under a replacement policy, with optional
-  feature vectors searchable by ``nearest``.
+  feature vectors searchable by ``nearest``; bounded in samples or in bytes, its samples kept
+  as given or as FAISS codes (``SampleCodec``, searchable by ``nearest_samples``).
 - ``VectorIndex``: the layer under both, exact while small and approximate at scale, on GPU
   when faiss sees one.
 
@@ -17,7 +18,8 @@ cores, searches of 0.1 ms were measured at 4 to 40 ms). ``benchmarks/memory_benc
 """
 
 from memory._checks import UnknownIdError
-from memory.episodic import EpisodicMemory, Neighbours, Samples
+from memory.codec import CodecError, SampleCodec
+from memory.episodic import ByteBudgetError, EpisodicMemory, Neighbours, Samples
 from memory.index import (
     AUTO,
     METRICS,
@@ -38,6 +40,8 @@ __all__ = [
     "AUTO",
     "FORMAT_VERSION",
     "METRICS",
+    "ByteBudgetError",
+    "CodecError",
     "EpisodicMemory",
     "IndexConfig",
     "IndexKind",
@@ -46,6 +50,7 @@ __all__ = [
     "Neighbours",
     "Policy",
     "PolicyInput",
+    "SampleCodec",
     "Samples",
     "SearchResult",
     "TaskMemory",

@@ -1,7 +1,10 @@
 """Episodic sample memory: a bounded buffer of ``(x, y, task_id)`` samples for replay.
 
 Optionally each sample carries a feature vector, indexed with FAISS so that ``nearest`` finds
-the stored samples closest to a query in feature space.
+the stored samples closest to a query in feature space. Optionally the samples themselves are
+kept as FAISS codes (``codec="SQ4"``, see ``memory.codec``): fewer bytes each, decoded when
+drawn, searchable by ``nearest_samples`` without decoding; and the memory can be bounded in
+bytes (``byte_budget``) rather than in samples.
 """
 
 from __future__ import annotations
@@ -22,12 +25,14 @@ from memory._checks import (
     check_positive_int,
     to_numpy,
 )
+from memory.codec import SampleCodec
 from memory.index import (
     AUTO,
     METRICS,
     IndexConfig,
     Metric,
     VectorIndex,
+    exact_search,
     get_index_kind,
     index_state_files,
     normalise_rows,
@@ -45,7 +50,12 @@ from memory.policies import PolicyInput, get_policy
 
 MEMORY_TYPE = "episodic_memory"
 _SAMPLES = "samples.pt"
+_CODEC = "codec.faiss"
 _FEATURES_PREFIX = "features_"
+
+
+class ByteBudgetError(ValueError):
+    """A byte budget too small for a single sample (with the codec's own bytes)."""
 
 
 class Samples(NamedTuple):
@@ -118,7 +128,7 @@ class EpisodicMemory:
         2019.
 
     Args:
-        capacity: Most samples held.
+        capacity: Most samples held; ``None`` when ``byte_budget`` bounds the memory instead.
         policy: Name of a registered replacement policy.
         feature_dim: Dimension of per-sample features; ``None`` stores none, and then
             ``nearest`` is unavailable. When set, every batch must bring features.
@@ -127,14 +137,27 @@ class EpisodicMemory:
             ``"hnsw"``, ``"ivf"``.
         index_config: Index tuning.
         seed: Seed of the memory's generator.
+        codec: A FAISS factory string (``"SQ8"``, ``"SQ4"``, ``"PQ{M}x{nbits}"``, ...) to keep
+            samples as codes of ``SampleCodec.code_size`` bytes; ``None`` keeps them as given.
+            The codec trains on the first batch; a later batch that reconstructs much worse
+            than the training data did retrains it on the decoded stored samples plus that
+            batch, and the stored samples are re-encoded (``SampleCodec.needs_retraining``).
+        byte_budget: Bound the memory in bytes instead of samples: the capacity becomes as
+            many samples as fit, after the codec's own bytes, at ``code_size`` (or the first
+            batch's bytes per sample) plus ``extra_bytes_per_sample``. It is fixed when the
+            first batch arrives.
+        extra_bytes_per_sample: Bytes the caller keeps beside each stored sample (its logits,
+            say), charged to ``byte_budget``.
 
     Raises:
-        ValueError: On a non-positive capacity, an unknown policy, metric or index kind.
+        ValueError: On a non-positive capacity, an unknown policy, metric or index kind, or
+            neither or both of ``capacity`` and ``byte_budget``.
+        memory.codec.CodecError: On a codec string FAISS refuses.
     """
 
     def __init__(
         self,
-        capacity: int,
+        capacity: int | None = None,
         policy: str = "reservoir",
         *,
         feature_dim: int | None = None,
@@ -142,8 +165,33 @@ class EpisodicMemory:
         index_kind: str = "flat",
         index_config: IndexConfig | None = None,
         seed: int = 0,
+        codec: str | None = None,
+        byte_budget: int | None = None,
+        extra_bytes_per_sample: int = 0,
     ) -> None:
-        self._capacity = check_positive_int(capacity, "capacity")
+        if (capacity is None) == (byte_budget is None):
+            raise ValueError(
+                f"give exactly one of capacity (samples) and byte_budget (bytes); got "
+                f"capacity={capacity!r}, byte_budget={byte_budget!r}"
+            )
+        self._capacity = None if capacity is None else check_positive_int(capacity, "capacity")
+        self._byte_budget = (
+            None if byte_budget is None else check_positive_int(byte_budget, "byte_budget")
+        )
+        if isinstance(extra_bytes_per_sample, bool) or not isinstance(
+            extra_bytes_per_sample, int
+        ) or extra_bytes_per_sample < 0:
+            raise ValueError(
+                f"extra_bytes_per_sample must be an int >= 0, got {extra_bytes_per_sample!r}"
+            )
+        self._extra_bytes = extra_bytes_per_sample
+        self._codec_spec = codec
+        # Built at the first batch, which gives the dimension; a caller that knows the
+        # dimension sooner checks the string with ``SampleCodec(codec, dim)``.
+        self._codec: SampleCodec | None = None
+        self._sample_shape: tuple[int, ...] | None = None
+        self._reconstruction_errors: list[float] = []
+        self._retrains = 0
         self._policy_name = policy
         self._policy = get_policy(policy)
         if isinstance(seed, bool) or not isinstance(seed, int):
@@ -174,8 +222,60 @@ class EpisodicMemory:
 
     @property
     def capacity(self) -> int:
-        """Most samples held."""
+        """Most samples held.
+
+        Raises:
+            RuntimeError: For a byte-budgeted memory before its first batch, which fixes it.
+        """
+        if self._capacity is None:
+            raise RuntimeError(
+                "this memory is bounded in bytes; its capacity in samples is fixed by the "
+                "first batch (add_batch) and unknown before it"
+            )
         return self._capacity
+
+    @property
+    def byte_budget(self) -> int | None:
+        """The bound in bytes, or ``None`` for a memory bounded in samples."""
+        return self._byte_budget
+
+    @property
+    def codec(self) -> SampleCodec | None:
+        """The codec samples are kept in (``None``: kept as given, or not trained yet)."""
+        return self._codec
+
+    @property
+    def bytes_per_sample(self) -> int | None:
+        """Bytes one stored input occupies (its code, or its tensor); ``None`` before data."""
+        if self._x is None:
+            return None
+        return int(self._x[0].numel() * self._x.element_size())
+
+    @property
+    def reconstruction_errors(self) -> list[float]:
+        """Relative reconstruction error of every batch offered to a coded memory.
+
+        In order, each measured (``SampleCodec.relative_error``) with the codec the batch was
+        stored with, after any retraining it caused.
+        """
+        return list(self._reconstruction_errors)
+
+    @property
+    def retrains(self) -> int:
+        """Times the codec was retrained after its first training."""
+        return self._retrains
+
+    def nbytes_by_kind(self) -> dict[str, int]:
+        """Bytes of what is stored, by kind, as a memory budget counts them.
+
+        ``samples``: the stored inputs at the dtype they are kept in (codes, or the tensors'
+        own dtype); ``index``: the codec's codebook and the feature index. Labels and task ids
+        (one integer each per sample) are not counted, as in the usual budget in samples.
+        """
+        per_sample = self.bytes_per_sample or 0
+        codebook = self._codec.codebook_bytes if self._codec is not None else 0
+        features = self._features.nbytes if self._features is not None else 0
+        return {"samples": self._size * per_sample, "index": codebook + features}
 
     @property
     def policy(self) -> str:
@@ -195,7 +295,7 @@ class EpisodicMemory:
     @property
     def sample_shape(self) -> tuple[int, ...] | None:
         """Shape of one ``x``, fixed by the first batch (``None`` before it)."""
-        return None if self._x is None else tuple(self._x.shape[1:])
+        return self._sample_shape
 
     @property
     def features(self) -> VectorIndex | None:
@@ -210,15 +310,17 @@ class EpisodicMemory:
         """
         buffers = sum(t.numel() * t.element_size() for t in (self._x, self._y, self._task)
                       if t is not None)
-        return buffers + (self._features.nbytes if self._features is not None else 0)
+        codebook = self._codec.codebook_bytes if self._codec is not None else 0
+        return buffers + codebook + (self._features.nbytes if self._features is not None else 0)
 
     def __len__(self) -> int:
         return self._size
 
     def __repr__(self) -> str:
+        coded = "" if self._codec_spec is None else f", codec={self._codec_spec!r}"
         return (
             f"EpisodicMemory(capacity={self._capacity}, policy={self._policy_name!r}, "
-            f"size={self._size}, seen={self._seen})"
+            f"size={self._size}, seen={self._seen}{coded})"
         )
 
     def task_counts(self) -> dict[int, int]:
@@ -247,6 +349,8 @@ class EpisodicMemory:
                 first batch's.
             ValueError: On inconsistent batch sizes, a sample shape other than the first
                 batch's, NaN or infinite values, or features missing or unexpected.
+            ByteBudgetError: If a byte-budgeted memory's first batch shows that not one
+                sample fits (the codec's own bytes are known only once it is trained).
         """
         x_tensor = self._check_x(x)
         batch = x_tensor.shape[0]
@@ -255,10 +359,12 @@ class EpisodicMemory:
         feature_matrix = self._check_features(features, batch)
         if batch == 0:
             return torch.empty(0, dtype=torch.int64)
+        rows = self._prepare_codec(x_tensor) if self._codec_spec is not None else None
+        self._resolve_capacity(x_tensor)
         uniforms = torch.rand((batch, 2), generator=self._generator, dtype=torch.float64)
         slots = self._policy(
             PolicyInput(
-                capacity=self._capacity,
+                capacity=self.capacity,
                 stored_y=self._y[: self._size].numpy(),
                 stored_task=self._task[: self._size].numpy(),
                 seen=self._seen,
@@ -271,11 +377,12 @@ class EpisodicMemory:
         )
         winners, target = self._resolve_slots(np.asarray(slots), batch)
         new_size = max(self._size, int(target.max()) + 1 if target.size else 0)
-        self._ensure_rows(new_size, x_tensor)
+        stored = x_tensor if rows is None else self._encode(rows)
+        self._ensure_rows(new_size, stored)
         assert self._x is not None  # allocated by _ensure_rows
         index = torch.from_numpy(target)
         source = torch.from_numpy(winners)
-        self._x[index] = x_tensor[source]
+        self._x[index] = stored[source]
         self._y[index] = torch.from_numpy(y_array[winners])
         self._task[index] = torch.from_numpy(task_array[winners])
         if self._features is not None and feature_matrix is not None:
@@ -335,6 +442,38 @@ class EpisodicMemory:
     def stored(self) -> Samples:
         """Every stored sample in slot order: row ``i`` is slot ``i`` (copies, not views)."""
         return self._take(torch.arange(self._size))
+
+    def nearest_samples(self, x: Any, k: int) -> tuple[torch.Tensor, Samples]:
+        """The ``k`` stored samples nearest each query in input space (squared L2).
+
+        A coded memory searches its codes with FAISS's asymmetric distance (queries stay
+        float, codes are not decoded); a plain one searches its inputs exactly.
+
+        Args:
+            x: ``(n, *sample_shape)`` queries.
+            k: Neighbours per query (at most the stored count).
+
+        Returns:
+            ``(distances, samples)``: distances ``(n, k')`` and the neighbours as ``Samples``
+            with ``n * k'`` rows, query by query.
+
+        Raises:
+            ValueError: If the memory is empty, or the queries' shape is not the samples'.
+        """
+        k = check_positive_int(k, "k")
+        if self._size == 0 or self._sample_shape is None:
+            raise ValueError("the memory is empty; add samples before searching it")
+        queries = self._check_x(x).reshape(len(x), -1).float().numpy()
+        if self._codec is not None:
+            assert self._x is not None
+            distances, rows = self._codec.search(self._x[: self._size].numpy(), queries, k)
+        else:
+            stored = self._take(torch.arange(self._size)).x.reshape(self._size, -1)
+            scores, rows = exact_search(
+                np.ascontiguousarray(stored.float().numpy()), queries, min(k, self._size), "l2"
+            )
+            distances = -scores
+        return torch.from_numpy(distances), self._take(torch.from_numpy(rows.reshape(-1)))
 
     def update_features(self, slots: Any, features: Any) -> None:
         """Replace the features of stored samples, e.g. after the feature extractor changed.
@@ -437,12 +576,31 @@ class EpisodicMemory:
             torch.save(samples, path)
 
         writers: dict[str, Writer] = {_SAMPLES: write_samples}
+        codec_info = None
+        if self._codec is not None:
+            codec_bytes = self._codec.to_bytes()
+
+            def write_codec(path: Path) -> None:
+                path.write_bytes(codec_bytes.tobytes())
+
+            writers[_CODEC] = write_codec
+            codec_info = {
+                "spec": self._codec.spec,
+                "dim": self._codec.dim,
+                "trained_error": self._codec.trained_error,
+                "retrains": self._retrains,
+                "reconstruction_errors": self._reconstruction_errors,
+            }
         index_info = None
         if self._features is not None:
             files, index_info = index_state_files(self._features.state(), _FEATURES_PREFIX)
             writers.update(files)
         info = {
             "capacity": self._capacity,
+            "byte_budget": self._byte_budget,
+            "extra_bytes_per_sample": self._extra_bytes,
+            "codec_spec": self._codec_spec,
+            "codec": codec_info,
             "policy": self._policy_name,
             "seed": self._seed,
             "feature_dim": self._feature_dim,
@@ -453,7 +611,7 @@ class EpisodicMemory:
             "counts": {"size": size, "seen": self._seen},
             "seen_per_class": {str(k): v for k, v in self._seen_per_class.items()},
             "seen_per_task": {str(k): v for k, v in self._seen_per_task.items()},
-            "sample_shape": None if self._x is None else list(self._x.shape[1:]),
+            "sample_shape": None if self._sample_shape is None else list(self._sample_shape),
             "x_dtype": None if self._x is None else str(self._x.dtype),
             "features": index_info,
         }
@@ -474,10 +632,17 @@ class EpisodicMemory:
         counts = info_field(manifest, "counts", dict)
         feature_dim = info_field(manifest, "feature_dim", (int, type(None)))
         raw_config = info_field(manifest, "index_config", dict)
+        # Memories saved before byte budgets and codecs lack these keys.
+        codec_spec = manifest.info.get("codec_spec")
+        byte_budget = manifest.info.get("byte_budget")
+        capacity = cast(int | None, manifest.info.get("capacity"))
         try:
             memory = cls(
-                info_field(manifest, "capacity", int),
+                capacity if byte_budget is None else None,
                 info_field(manifest, "policy", str),
+                codec=codec_spec,
+                byte_budget=byte_budget,
+                extra_bytes_per_sample=manifest.info.get("extra_bytes_per_sample", 0),
                 feature_dim=feature_dim,
                 metric=cast(Metric, info_field(manifest, "metric", str)),
                 index_kind=info_field(manifest, "index_kind", str),
@@ -502,11 +667,19 @@ class EpisodicMemory:
                 f"sample shape {manifest.info.get('sample_shape')}, "
                 f"dtype {manifest.info.get('x_dtype')})"
             )
-        if size > memory.capacity or seen < size:
+        if (memory._capacity is not None and size > memory._capacity) or seen < size:
             raise MemoryFormatError(
-                f"{manifest.directory}: size {size} exceeds capacity {memory.capacity} or the "
+                f"{manifest.directory}: size {size} exceeds capacity {memory._capacity} or the "
                 f"{seen} samples seen"
             )
+        memory._capacity = capacity
+        if codec_spec is not None and manifest.info.get("x_dtype") is not None:
+            memory._codec = _load_codec(manifest)
+            codec_info = info_field(manifest, "codec", dict)
+            memory._retrains = int(codec_info.get("retrains", 0))
+            memory._reconstruction_errors = [
+                float(e) for e in codec_info.get("reconstruction_errors", [])
+            ]
         if feature_dim is not None:
             index_info = info_field(manifest, "features", dict)
             try:
@@ -524,6 +697,8 @@ class EpisodicMemory:
                     f"expected one per stored sample, slots 0..{size - 1}"
                 )
             memory._features = features
+        shape = manifest.info.get("sample_shape")
+        memory._sample_shape = None if shape is None else tuple(shape)
         if manifest.info.get("x_dtype") is not None:
             memory._x = samples["x"]
             memory._y = samples["y"]
@@ -545,13 +720,17 @@ class EpisodicMemory:
         tensor = tensor.detach().cpu()
         if tensor.ndim == 0:
             raise ValueError("x must have a batch dimension, got a scalar")
-        if self._x is not None:
-            if tuple(tensor.shape[1:]) != tuple(self._x.shape[1:]):
+        if self._codec_spec is not None and not tensor.is_floating_point():
+            raise TypeError(
+                f"x has dtype {tensor.dtype}; a coded memory encodes floating-point samples"
+            )
+        if self._sample_shape is not None:
+            if tuple(tensor.shape[1:]) != self._sample_shape:
                 raise ValueError(
                     f"x has sample shape {tuple(tensor.shape[1:])}; this memory stores samples "
-                    f"of shape {tuple(self._x.shape[1:])} (fixed by the first batch)"
+                    f"of shape {self._sample_shape} (fixed by the first batch)"
                 )
-            if tensor.dtype != self._x.dtype:
+            if self._x is not None and self._codec is None and tensor.dtype != self._x.dtype:
                 raise TypeError(
                     f"x has dtype {tensor.dtype}; this memory stores {self._x.dtype} "
                     "(fixed by the first batch); convert it first"
@@ -587,9 +766,9 @@ class EpisodicMemory:
                 f"policy {self._policy_name!r} returned {slots.dtype} slots of shape "
                 f"{slots.shape}; expected ({batch},) integers"
             )
-        if slots.size and (slots.min() < -1 or slots.max() >= self._capacity):
+        if slots.size and (slots.min() < -1 or slots.max() >= self.capacity):
             raise ValueError(
-                f"policy {self._policy_name!r} returned a slot outside [-1, {self._capacity})"
+                f"policy {self._policy_name!r} returned a slot outside [-1, {self.capacity})"
             )
         appended = slots[slots >= self._size]
         _, first = np.unique(appended, return_index=True)
@@ -613,7 +792,7 @@ class EpisodicMemory:
         if rows <= allocated:
             return
         # Grow by half again (capped at capacity): amortised O(1) copies per sample.
-        new = min(self._capacity, max(rows, int(allocated * 1.5), 16))
+        new = min(self.capacity, max(rows, int(allocated * 1.5), 16))
         self._x = _grow(self._x, new)
         self._y = _grow(self._y, new)
         self._task = _grow(self._task, new)
@@ -655,7 +834,70 @@ class EpisodicMemory:
         if self._x is None:
             empty = torch.empty(0, dtype=torch.int64)
             return Samples(torch.empty(0), empty, empty.clone(), empty.clone())
-        return Samples(self._x[chosen], self._y[chosen], self._task[chosen], chosen.clone())
+        x = self._x[chosen]
+        if self._codec is not None:
+            assert self._sample_shape is not None
+            decoded = self._codec.decode(x.numpy())
+            x = torch.from_numpy(decoded).reshape(len(chosen), *self._sample_shape)
+        return Samples(x, self._y[chosen], self._task[chosen], chosen.clone())
+
+    # --- codes and byte budgets ---------------------------------------------------------
+
+    def _prepare_codec(self, x: torch.Tensor) -> np.ndarray:
+        """Train the codec on the first batch, or retrain it if this batch needs it.
+
+        Returns:
+            The batch as float32 rows, ready to encode.
+        """
+        rows = np.ascontiguousarray(x.reshape(len(x), -1).float().numpy())
+        if self._codec is None:
+            assert self._codec_spec is not None
+            codec = SampleCodec(self._codec_spec, rows.shape[1])
+            codec.train(rows)
+            self._codec = codec
+            self._sample_shape = tuple(x.shape[1:])
+            self._reconstruction_errors.append(codec.relative_error(rows))
+            return rows
+        error = self._codec.relative_error(rows)
+        if self._codec.needs_retraining(error):
+            self._retrain(rows)
+            error = self._codec.relative_error(rows)
+        self._reconstruction_errors.append(error)
+        return rows
+
+    def _retrain(self, rows: np.ndarray) -> None:
+        """Retrain on the decoded stored samples plus ``rows``; re-encode the stored ones."""
+        assert self._codec is not None
+        stored = self._take(torch.arange(self._size)).x.reshape(self._size, -1).numpy()
+        self._codec.train(np.concatenate([stored, rows]), reference=rows)
+        if self._size:
+            assert self._x is not None
+            self._x[: self._size] = torch.from_numpy(self._codec.encode(stored))
+        self._retrains += 1
+
+    def _encode(self, rows: np.ndarray) -> torch.Tensor:
+        assert self._codec is not None
+        return torch.from_numpy(self._codec.encode(rows))
+
+    def _resolve_capacity(self, x: torch.Tensor) -> None:
+        """Fix the sample shape and, for a byte budget, the capacity, at the first batch."""
+        if self._sample_shape is None:
+            self._sample_shape = tuple(x.shape[1:])
+        if self._capacity is not None:
+            return
+        assert self._byte_budget is not None
+        if self._codec is not None:
+            per_sample, fixed = self._codec.code_size, self._codec.codebook_bytes
+        else:
+            per_sample, fixed = int(x[0].numel() * x.element_size()), 0
+        per_sample += self._extra_bytes
+        capacity = (self._byte_budget - fixed) // per_sample
+        if capacity < 1:
+            raise ByteBudgetError(
+                f"byte_budget {self._byte_budget} holds no sample: each costs {per_sample} "
+                f"bytes and the codec {fixed}; raise it to at least {fixed + per_sample}"
+            )
+        self._capacity = capacity
 
 
 def _grow(tensor: torch.Tensor, rows: int) -> torch.Tensor:
@@ -677,6 +919,16 @@ def _int_dict(raw: Mapping[str, Any]) -> dict[int, int]:
     return result
 
 
+def _load_codec(manifest: Any) -> SampleCodec:
+    require_files(manifest, [_CODEC])
+    info = info_field(manifest, "codec", dict)
+    try:
+        data = np.frombuffer((manifest.directory / _CODEC).read_bytes(), dtype=np.uint8)
+        return SampleCodec.from_bytes(info["spec"], info["dim"], data, info["trained_error"])
+    except (KeyError, TypeError, ValueError, OSError) as error:
+        raise MemoryFormatError(f"{manifest.directory}: unreadable codec: {error}") from error
+
+
 def _valid_samples(samples: Any, size: Any, info: Mapping[str, Any]) -> bool:
     if not isinstance(samples, dict) or not isinstance(size, int) or size < 0:
         return False
@@ -692,4 +944,9 @@ def _valid_samples(samples: Any, size: Any, info: Mapping[str, Any]) -> bool:
     shape, dtype = info.get("sample_shape"), info.get("x_dtype")
     if dtype is None:
         return size == 0
-    return isinstance(shape, list) and list(x.shape) == [size, *shape] and str(x.dtype) == dtype
+    if not isinstance(shape, list):
+        return False
+    if info.get("codec_spec") is not None:
+        # Codes: one uint8 row per sample.
+        return x.dtype == torch.uint8 and x.ndim == 2 and x.shape[0] == size
+    return list(x.shape) == [size, *shape] and str(x.dtype) == dtype

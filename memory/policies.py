@@ -84,11 +84,18 @@ def balanced(
 ) -> Int64Array:
     """Class-balancing reservoir sampling over any grouping key (class or task).
 
-    Fills free slots first. When full, a sample of a group that is not the largest evicts a
-    random sample of the largest group (ties broken by the smallest key); a sample of the
-    largest group is kept with probability ``stored / seen`` of its group, replacing a random
-    sample of its own group. Differs from the paper in one simplification: "full" means the
-    largest group now, not a group that has ever been the largest.
+    Fills free slots first. When full, a sample of a group more than one sample short of the
+    largest evicts a random sample of the largest group (ties broken by the smallest key); a
+    sample of any other group (a "full" one) is kept with probability ``stored / seen`` of its
+    group, replacing a random sample of its own group.
+
+    The paper calls a group full once it has been the largest; this stateless version calls
+    it full while it is within one sample of the largest, which gives the same memory once
+    the groups are balanced. Counting only the largest group as full would not: when the
+    capacity does not divide evenly among the groups, the largest group changes with every
+    eviction, so nearly every incoming sample of an interleaved stream evicts an old one and
+    the memory holds the most recent samples (measured: at 201 slots over 10 classes, the
+    ``lifelong`` agent fell from 76.9 to 51.2 ACC on rotated MNIST).
 
     References:
         Chrysakis & Moens, "Online Continual Learning from Imbalanced Data", ICML 2020 (CBRS).
@@ -120,7 +127,7 @@ def balanced(
             continue
         own = counts.get(key, 0)
         largest = max(counts.values())
-        if own < largest:
+        if own < largest - 1:
             victim = min(k for k, count in counts.items() if count == largest)
         elif uniforms[i, 0] * seen[key] < own:
             victim = key

@@ -122,6 +122,43 @@ def test_meta_step_without_lookahead_is_one_sgd_step_on_the_combined_batch():
     torch.testing.assert_close(step.inner_loss, cross_entropy(logits[: len(x)], y))
 
 
+def test_lookahead_lr_gradient_equals_autograd_through_the_step():
+    model, x, y = _model_and_batch()
+    params = _params(model)
+    combined = (torch.cat([x, x[:4] + 0.1]), torch.cat([y, y[:4]]))
+    rates = {k: torch.full((v.shape[0],), 0.05) + 0.01 * torch.rand(v.shape[0])
+             for k, v in params.items()}
+    step = fn.meta_step(model, params, (x, y), combined, lr=0.1, lookahead_lrs=rates)
+    # Autograd: L_meta(θ − α ⊙ g_in(θ)) differentiated in α, g_in held as it is (it does not
+    # depend on α).
+    leaves = {k: v.clone().requires_grad_(True) for k, v in rates.items()}
+    _, g_in, _ = fn.loss_and_grads(model, params, x, y)
+    ahead = {k: params[k] - fn.unit_lrs(leaves, params)[k] * g_in[k] for k in params}
+    loss = cross_entropy(fn.forward(model, ahead, combined[0]), combined[1])
+    expected = torch.autograd.grad(loss, list(leaves.values()))
+    assert step.lr_grads is not None
+    for name, grad in zip(leaves, expected, strict=True):
+        torch.testing.assert_close(step.lr_grads[name], grad)
+    # Equal rates everywhere give the plain step.
+    plain = fn.meta_step(model, params, (x, y), combined, lr=0.1)
+    same = fn.meta_step(model, params, (x, y), combined, lr=0.1, lookahead_lrs={
+        k: torch.full((v.shape[0],), 0.1) for k, v in params.items()})
+    for name in params:
+        torch.testing.assert_close(same.params[name], plain.params[name])
+
+
+def test_learned_rates_move_only_with_meta_and_retrieval_weighs_replay():
+    strategy, _ = _run(n_tasks=3)
+    agent = strategy.agent
+    assert any(not torch.allclose(v.exp(), torch.tensor(TRAIN.lr)) for v in agent._log_lrs.values())
+    assert _run(LifelongConfig(meta=False), n_tasks=2)[0].agent._log_lrs == {}
+    agent.start_task()
+    agent.observe(*[t[:10] for t in agent.episodic.stored()[:2]])
+    # Half uniform over the three past tasks, half to the retrieved ones by similarity.
+    assert sum(agent._replay_weights.values()) == pytest.approx(1.0)
+    assert min(agent._replay_weights.values()) >= 0.5 / 3 - 1e-9
+
+
 def test_logit_targets_add_the_squared_error_of_the_last_rows():
     model, x, y = _model_and_batch()
     params = _params(model)
@@ -225,8 +262,12 @@ def test_memory_budget_and_record_accounting():
     agent = strategy.agent
     assert 0 < agent.stored_samples() <= TRAIN.memory_size
     assert set(agent.episodic.task_counts()) == {0, 1, 2}
-    assert agent.extra_bytes == agent.episodic.capacity * agent.n_classes * 4
-    assert strategy.run_report() == {"extra_state_bytes": agent.extra_bytes}
+    assert agent.extra_bytes == len(agent.episodic) * agent.n_classes * 4
+    report = strategy.run_report()
+    assert report["extra_state_bytes"] == agent.extra_bytes
+    # Each task after the first retrieved the finished tasks, most similar first.
+    assert [sorted(ids) for ids in report["retrieved_tasks"]] == [[], [0], [0, 1]]
+    assert set(report["lookahead_lrs"]) == {name for name, _ in agent.model.named_parameters()}
 
 
 @pytest.mark.parametrize(

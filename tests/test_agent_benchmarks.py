@@ -96,3 +96,40 @@ def test_merge_refuses_runs_of_other_settings_or_repeated_agents(tmp_path):
         merge_results.load_merged([first, other])
     with pytest.raises(ValueError, match="appear in two folders"):
         merge_results.load_merged([first, again])
+
+
+memory_bytes_table = _load("memory_bytes_table")
+
+
+def _bytes_results(train: dict, acc: float, coded: bool) -> dict:
+    runs = [
+        {
+            "agent": agent,
+            "seed": seed,
+            "wall_time_s": 2.0,
+            **({"codec": {"codec_time_s": 0.1, "retrains": seed,
+                          "reconstruction_errors": [0.01, 0.02]}} if coded and agent != "replay"
+               else {}),
+        }
+        for agent in ("replay", "lifelong")
+        for seed in (0, 1)
+    ]
+    summary = [
+        {"agent": agent, "acc_mean": acc + bonus, "acc_std": 0.01, "stored_samples_mean": n,
+         "memory_bytes_mean": 627_000.0}
+        for agent, bonus, n in (("replay", 0.0, 200), ("lifelong", 0.1, 1437))
+    ]
+    return {"stream": "s", "config": {"train": train, "seeds": [0, 1]}, "runs": runs,
+            "summary": summary}
+
+
+def test_memory_bytes_summary_puts_equal_bytes_beside_equal_samples():
+    by_bytes = _bytes_results({"memory_bytes": 627200, "memory_size": 500}, 0.7, coded=True)
+    by_samples = _bytes_results({"memory_bytes": None, "memory_size": 200}, 0.6, coded=False)
+    text = memory_bytes_table.side_by_side("s", by_bytes, by_samples)
+    assert "| agent | ACC % at 627200 bytes | samples | kB | ACC % at 200 samples | kB |" in text
+    assert "| lifelong | 80.0 ± 1.0 | 1437 | 627.0 | 70.0 ± 1.0 | 627.0 |" in text
+    costs = memory_bytes_table.codec_costs([by_bytes, by_samples])
+    # 0.1 s of 2 s in the codec; retrains averaged over seeds; the largest error seen.
+    assert "| s | 627200 B | lifelong | 0.100 | 2.00 | 5.0 | 0.5 | 2.00 |" in costs
+    assert "replay" not in costs

@@ -122,17 +122,21 @@ def test_stored_samples_stay_within_the_memory_size_and_every_kind_of_byte_is_co
     learner = _learner(memory_size=20)
     _run(_stream("fixed"), learner)
     assert learner.samples is not None and len(learner.samples) == 20
-    counted = learner.memory_bytes
-    # Each stored sample: 16 float32 pixels, an int64 label and an int64 task id.
-    assert counted["samples"] == 20 * (16 * 4 + 8 + 8)
-    assert counted["sample_features"] == 20 * 16 * 4
-    assert counted["task_records_and_index"] > 0 and counted["meta_parameters"] > 0
+    counted = learner.memory_bytes_by_kind()
+    # Each stored sample: 16 float32 pixels (labels and task ids are not counted), and its
+    # 16 float32 features beside it.
+    assert counted["samples"] == 20 * 16 * 4
+    assert counted["sample_extras"] == 20 * 16 * 4
+    assert learner.tasks is not None and learner.meta is not None
+    meta = sum(t.numel() * t.element_size() for t in learner.meta)
+    assert counted["index"] == learner.tasks.index.nbytes > 0
+    assert counted["records"] == learner.tasks.nbytes - learner.tasks.index.nbytes + meta
 
 
 def test_no_memory_size_stores_no_sample_but_still_remembers_tasks():
     learner = _learner(memory_size=0)
     metrics = _run(_stream("fixed"), learner)
-    assert learner.samples is None and learner.memory_bytes["samples"] == 0
+    assert learner.samples is None and learner.memory_bytes_by_kind()["samples"] == 0
     assert metrics["recovery_curve"]["revisit"][0] > 0.85
 
 

@@ -160,6 +160,33 @@ def test_list_names_streams_and_agents(capsys):
             ["--agents", "lifelong", "--agent-option", "lifelong.routing=false"],
             "lifelong settings routing apply to task-switching streams only",
         ),
+        (["--memory-size", "200", "--memory-bytes", "3000"], "two budgets for one memory"),
+        (["--memory-bytes", "0"], "--memory-bytes must be a positive number of bytes, got 0"),
+        (
+            ["--agents", "replay", "--memory-bytes", "100"],
+            r"'replay' keeps each sample in 256 bytes \(float32 input\); --memory-bytes 100 "
+            "holds none; give at least 256",
+        ),
+        (
+            ["--agents", "der", "--memory-bytes", "290"],
+            r"'der' keeps each sample in 296 bytes \(float32 input and its logits\)",
+        ),
+        (
+            ["--agents", "replay-coded", "--agent-option", "replay-coded.codec=PQ7x8",
+             "--memory-bytes", "100000"],
+            "FAISS refuses codec 'PQ7x8' for 64-dimensional samples",
+        ),
+        (
+            ["--agents", "lifelong", "--agent-option", "lifelong.bytes_codec=nope",
+             "--memory-bytes", "100000"],
+            "FAISS refuses codec 'nope'",
+        ),
+        (
+            ["--agents", "lifelong", "--memory-bytes", "2000"],
+            "byte budget 2000 leaves no room for samples beside the .* bytes of 5 task records",
+        ),
+        (["--agents", "ewc", "--memory-bytes", "1000"], "'ewc' keeps .* over --memory-bytes 1000"),
+        (["--agents", "cumulative", "--memory-bytes", "1000"], "'cumulative' keeps an unbounded"),
         (
             ["--stream", "rotated-mnist", "--data-root", "/no/such/folder"],
             "rotated-mnist.*/no/such/folder.*--data-root",

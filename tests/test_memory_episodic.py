@@ -317,3 +317,19 @@ def test_policy_registry_and_a_misbehaving_policy():
     with pytest.raises(ValueError, match=r"returned a slot outside \[-1, 4\)"):
         memory.add_batch(torch.zeros(2, 1), [0, 0], 0)
     assert len(memory) == 0
+
+
+def test_class_balanced_stays_a_reservoir_when_classes_do_not_divide_the_capacity():
+    # 201 slots over 10 interleaved classes: one class is always a sample ahead. Counting only
+    # the largest class as full, every new sample evicted an old one (the memory ended as the
+    # most recent 201); a reservoir keeps each sample seen with equal probability.
+    memory = EpisodicMemory(201, "class_balanced", seed=0)
+    for batch in range(40):
+        position = torch.arange(batch * 100, (batch + 1) * 100)
+        memory.add_batch(position.float().unsqueeze(1), position % 10, 0)
+    positions = memory.stored().x.squeeze(1)
+    recent_half = float((positions >= 2000).float().mean())
+    assert 0.35 < recent_half < 0.65, recent_half
+    assert max(memory.task_counts().values()) == 201
+    counts = np.bincount(memory.stored().y.numpy(), minlength=10)
+    assert counts.max() - counts.min() <= 2

@@ -182,10 +182,25 @@ def test_terminal_table_is_aligned_and_in_percent():
     assert replay.startswith("replay/200")
     assert "60.0 ± 10.0" in replay
     assert "-20.0 ± 10.0" in replay
-    assert replay.rstrip().endswith("2.0")
+    # Time, then stored bytes, which these runs do not record.
+    assert replay.split()[-2:] == ["2.0", "-"]
     # A single seed has no spread to show.
     assert "±" not in naive
     assert "30.0" in naive
+
+
+def test_stored_bytes_are_averaged_and_shown_in_kilobytes():
+    runs = make_runs()
+    for run, stored in zip(runs, [627_200, 600_000, 0, 0, 0, 0], strict=False):
+        run["memory_bytes"] = stored
+    summary = summarize_runs(runs)
+    assert summary[0]["memory_bytes_mean"] == pytest.approx(
+        sum(r["memory_bytes"] for r in runs if r["agent"] == summary[0]["agent"])
+        / summary[0]["n_seeds"]
+    )
+    assert format_summary_table(summary).splitlines()[2].split()[-1] == (
+        f"{summary[0]['memory_bytes_mean'] / 1000:.1f}"
+    )
 
 
 def test_summary_markdown_has_context_table_and_note():
@@ -195,7 +210,7 @@ def test_summary_markdown_has_context_table_and_note():
     assert "3 tasks" in md
     table = [line for line in md.splitlines() if line.startswith("|")]
     assert len(table) == 4  # header, alignment, two agents
-    assert {line.count("|") for line in table} == {8}
+    assert {line.count("|") for line in table} == {9}
     assert "| replay/200 | 3 | 60.0 ± 10.0 |" in md
     assert "BWT" in md and "Chaudhry" in md
     assert md.endswith("\n")

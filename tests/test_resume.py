@@ -198,3 +198,26 @@ def test_a_job_checkpoints_only_once_its_interval_has_passed(
     config = replace(TINY, agents=("replay",), checkpoint_every_s=every_s, out=str(tmp_path))
     run(config, progress=False)
     assert saved == saved_after
+
+
+def test_a_byte_budget_run_resumes_its_coded_memories_exactly(tmp_path, monkeypatch):
+    config = replace(
+        TINY, agents=("replay-coded", "lifelong"), train=TrainConfig(memory_bytes=20000)
+    )
+    full = run(replace(config, out=str(tmp_path / "full")), progress=False)
+    with monkeypatch.context() as patch:
+        _kill_after(patch, "replay-coded", 2)
+        with pytest.raises(SimulatedKillError):
+            run(replace(config, out=str(tmp_path / "cut")), progress=False)
+    resumed = resume(tmp_path / "cut", progress=False)
+
+    def without_codec_time(results: dict) -> list[dict]:
+        records = _measured(results)
+        for record in records:
+            record["codec"].pop("codec_time_s")
+        return records
+
+    assert without_codec_time(resumed) == without_codec_time(full)
+    assert {r["agent"]: r["codec"]["spec"] for r in resumed["runs"]} == {
+        "replay-coded": "SQ4", "lifelong": "SQ4"
+    }

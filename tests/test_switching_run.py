@@ -119,12 +119,8 @@ def test_agent_options_reach_the_agent_and_are_saved_with_its_record(config, tmp
     # Without retrieval the task memory is never searched: nothing is recognised or routed.
     assert record["decisions"]["recognised"] == 0 and record["decisions"]["routed"] == 0
     assert record["retrieval"]["events"] == 0 and record["retrieval"]["precision_at_1"] is None
-    assert set(record["memory_bytes"]) == {
-        "samples",
-        "sample_features",
-        "task_records_and_index",
-        "meta_parameters",
-    }
+    assert set(record["memory_bytes_by_kind"]) == {"samples", "sample_extras", "records", "index"}
+    assert record["memory_bytes"] == sum(record["memory_bytes_by_kind"].values()) > 0
     saved = json.loads((tmp_path / "config.json").read_text())
     assert saved["agent_options"] == options
 

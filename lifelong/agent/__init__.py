@@ -1,9 +1,10 @@
-"""The ``lifelong`` agent: look-ahead steps with stored-logit replay.
+"""The ``lifelong`` agent: look-ahead steps with stored-logit replay and a FAISS task memory.
 
 Importing this package registers the agent as ``"lifelong"`` in ``lifelong.agents``.
 
 - ``functional``: the maths as pure functions over parameter dicts (look-ahead meta step,
   stored-logit loss).
+- ``task_retrieval``: the task memory of task sequences (which past tasks a new one resembles).
 - ``LifelongAgent``: the stateful agent (``start_task``, ``observe``, ``predict``, ``end_task``).
 - ``LifelongStrategy``: its Avalanche front end; ``build_lifelong(context, config)`` builds
   it with any ``LifelongConfig`` (ablations).

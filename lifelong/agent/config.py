@@ -17,14 +17,10 @@ class LifelongConfig:
     ``steps_per_batch``, ``replay_batch``) on those, permuted-MNIST and split-omniglot, with
     ``benchmarks/agent_search.py`` (``benchmarks/results/agent_search/``).
 
-    Components removed because they helped nowhere (ablations on validation data, and in
-    ``benchmarks/results/agent_vs_baselines/before_removal/``, made by commit 5f924d4):
-    initialising the classifier from retrieved tasks (blended heads, imprinted rows)
-    lowered validation ACC on all three streams tried; replay weighted towards the tasks a
-    FAISS task memory retrieved, and towards stored samples nearest the batch in feature
-    space, and La-MAML's learned per-parameter learning rates each moved ACC by at most
-    0.6 points on three validation streams and five test streams, no more than about one
-    standard deviation over seeds.
+    On task sequences the task memory and the learned look-ahead learning rates came back
+    after being removed (commit 5f924d4): the mission keeps them in the default agent. Their
+    ablations on validation data are in ``benchmarks/results/sequence_ablation/``:
+    retrieval-driven replay gives nothing there, the learned rates up to 0.8 points.
     """
 
     lookahead: bool = True
@@ -60,36 +56,50 @@ class LifelongConfig:
     training dominates (split-MNIST, split-omniglot: issue 4's limit). So one."""
     memory_policy: str = "class_balanced"
     """Replacement policy of the episodic memory (``memory.policies``)."""
+    bytes_codec: str = "SQ4"
+    """How stored samples are kept when the budget is in bytes (``--memory-bytes``): a FAISS
+    factory string (``memory.codec``), or ``"none"`` for float32. Under ``--memory-size``
+    samples stay float32, since codes would only lose detail there. SQ4 was the best of
+    none, SQ8 and SQ4 on validation data (``benchmarks/results/memory_bytes/``)."""
 
-    # --- Task-switching streams (few-shot steps, test-then-train: ``agent.switching``) ---
+    # --- Both paths: the task memory and meta-learning ---
     retrieval: bool = True
-    """Search the FAISS task memory: at a detected switch, for a stored task that labels the
-    batch well (its prototypes and samples then start the task), and, with ``routing``, at
-    prediction. Off: every detected switch starts a new task from the meta-learned
-    initialisation on its own samples."""
+    """Search the FAISS task memory. Task sequences: a task's first batch retrieves the
+    ``candidates`` most similar finished tasks (``agent.task_retrieval``). Task-switching
+    streams: at a detected switch, it looks for a stored task that labels the batch well (its
+    prototypes and samples then start the task), and, with ``routing``, at prediction. Off:
+    no search; on task-switching streams every detected switch starts a new task from the
+    meta-learned initialisation on its own samples."""
+    retrieval_replay: bool = True
+    """Replay chosen by retrieval. Task sequences: half of every replay draw comes from the
+    retrieved tasks, by similarity (the tasks the new one's gradients are likeliest to
+    disturb), half uniformly over past tasks. Task-switching streams: a recognised task's head
+    adapts on a draw of its stored samples as well as the segment's, and every meta-update
+    adds an episode of stored samples of the retrieved task nearest the batch. Off: uniform
+    draws; heads adapt on the segment's samples, meta-updates on the current task."""
+    meta: bool = True
+    """Learn by gradients through an inner adaptation. Task sequences: the look-ahead step's
+    learning rates, one per output unit of every layer (La-MAML's rule, ``functional.
+    lookahead_lr_grads``), starting at the run's ``lr``. Task-switching streams: the feature
+    map, inner learning rates and temperature, through the head's adaptation on the task's
+    earlier samples. Off: they keep their initial values (on sequences: the run's ``lr``)."""
+    meta_lr: float = 0.001
+    """Adam's learning rate for the meta-parameters, on both paths (best of 0.001, 0.01, 0.03
+    on the task-switching validation stream; on task sequences it steps log learning
+    rates)."""
+    candidates: int = 5
+    """Records the FAISS task memory returns per search (set by hand). Task-switching: the
+    best-fitting one is used; task sequences: all share the retrieved half of replay."""
+
+    # --- Task-switching streams only (few-shot steps, test-then-train: ``agent.switching``) ---
     routing: bool = True
     """Predict an unlabelled batch that fits the current task poorly with the stored task
     that fits it best (task-agnostic prediction). Needs ``retrieval``."""
-    retrieval_replay: bool = True
-    """Replay chosen by retrieval: a recognised task's head adapts on a draw of its stored
-    samples as well as the segment's, and every meta-update adds an episode of stored
-    samples of the retrieved task nearest the batch (the one the update is likeliest to
-    disturb). Off: heads adapt on the segment's samples, meta-updates on the current task."""
-    meta: bool = True
-    """Meta-update, from each labelled batch of a task, the feature map, inner learning rates
-    and temperature through the head's adaptation on the task's earlier samples. Off: they
-    keep their initial values."""
     inner_steps: int = 5
     """SGD steps that adapt a task's head on its samples (set by hand, not tuned)."""
     inner_lr: float = 0.01
     """Initial inner learning rate of every head parameter, then meta-learned (0.1 tied it
     on the validation stream of ``benchmarks/results/task_switching/README.md``)."""
-    meta_lr: float = 0.001
-    """Adam's learning rate for the meta-parameters (best of 0.001, 0.01, 0.03 on that
-    validation stream)."""
-    candidates: int = 5
-    """Records the FAISS task memory returns per search; the best-fitting one is used (set
-    by hand)."""
     support_window: int = 50
     """Most recent samples of the current segment a head adapts on (set by hand)."""
     replay_samples: int = 25
@@ -123,6 +133,8 @@ class LifelongConfig:
                 f"recur_accuracy and route_quantile must lie in (0, 1]; got "
                 f"{self.recur_accuracy}, {self.route_quantile}"
             )
+        if not self.bytes_codec.strip():
+            raise ValueError("bytes_codec must be a FAISS factory string such as 'SQ4', or 'none'")
         if self.memory_policy not in policies():
             raise ValueError(
                 f"unknown memory_policy {self.memory_policy!r}; choose from {policies()}"
@@ -130,14 +142,9 @@ class LifelongConfig:
 
 
 SWITCHING_FIELDS = (
-    "retrieval",
     "routing",
-    "retrieval_replay",
-    "meta",
     "inner_steps",
     "inner_lr",
-    "meta_lr",
-    "candidates",
     "support_window",
     "replay_samples",
     "recur_accuracy",

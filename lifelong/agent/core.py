@@ -1,33 +1,42 @@
 """The stateful agent: a thin class that calls the pure functions of ``functional`` in order.
 
-Verbs: ``start_task``, ``observe`` (one incoming batch: replay draws and meta steps),
-``predict`` and ``end_task`` (store samples and their logits).
+Verbs: ``start_task``, ``observe`` (one incoming batch: retrieval at a task's first batch,
+replay draws and meta steps), ``predict`` and ``end_task`` (store samples, their logits and
+the task's record).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
 
 from lifelong.agent import functional as fn
 from lifelong.agent.config import LifelongConfig
-from memory import EpisodicMemory
+from lifelong.agent.task_retrieval import TaskRetrieval, replay_weights
+from memory import ByteBudgetError, EpisodicMemory
 
 
 class LifelongAgent:
-    """Look-ahead learner with stored-logit replay from a bounded episodic memory.
+    """Look-ahead learner with stored-logit replay chosen by a FAISS task memory.
 
     On every incoming batch (``observe``) it takes ``steps_per_batch`` first-order look-ahead
-    steps, each on the batch plus a fresh draw of ``replay_batch`` stored samples, uniform
-    over past tasks; replayed samples are also pulled towards the logits the model gave them
-    when they were stored. At the end of a task (``end_task``) it offers the task's samples
-    to the episodic memory and keeps the trained model's logits of those it stored.
+    steps, each on the batch plus a fresh draw of ``replay_batch`` stored samples; replayed
+    samples are also pulled towards the logits the model gave them when they were stored.
+    With ``meta``, the look-ahead step's learning rates (one per output unit) are learned by
+    the meta-loss's gradient through that step. With ``retrieval``, a task's first batch
+    searches the task memory (``task_retrieval``) and, with ``retrieval_replay``, half of
+    every draw comes from the retrieved tasks; otherwise draws are uniform over past tasks.
+    At the end of a task (``end_task``) it offers the task's samples to the episodic memory,
+    keeps the trained model's logits of those it stored, and records the task.
 
     References:
         Gupta, Yadav & Paull, "La-MAML: Look-ahead Meta Learning for Continual Learning",
-        NeurIPS 2020. Chaudhry et al., "On Tiny Episodic Memories in Continual Learning", 2019.
-        Buzzega et al., "Dark Experience for General Continual Learning: a Strong, Simple
-        Baseline", NeurIPS 2020 (the stored-logit replay).
+        NeurIPS 2020 (look-ahead steps, learned learning rates). Chaudhry et al., "On Tiny
+        Episodic Memories in Continual Learning", 2019. Buzzega et al., "Dark Experience for
+        General Continual Learning: a Strong, Simple Baseline", NeurIPS 2020 (the
+        stored-logit replay).
 
     Args:
         model: The network to train; its parameters are updated in place.
@@ -36,6 +45,10 @@ class LifelongAgent:
         memory_size: Most samples the episodic memory holds.
         config: The agent's hyperparameters.
         seed: Seed of the episodic memory's generator.
+        memory_bytes: A budget in bytes instead of ``memory_size`` (which is then ignored):
+            samples kept as ``config.bytes_codec`` codes, their logits counted beside them,
+            room left for ``n_tasks`` task records and the learned learning rates.
+        n_tasks: Tasks the stream will bring, to reserve their records' bytes.
     """
 
     def __init__(
@@ -46,10 +59,12 @@ class LifelongAgent:
         memory_size: int,
         config: LifelongConfig | None = None,
         seed: int = 0,
+        memory_bytes: int | None = None,
+        n_tasks: int = 1,
     ) -> None:
         if lr <= 0:
             raise ValueError(f"lr must be positive, got {lr}")
-        if memory_size < 1:
+        if memory_bytes is None and memory_size < 1:
             raise ValueError(
                 f"the lifelong agent stores samples but memory_size is {memory_size}; "
                 "set memory_size to 1 or more"
@@ -58,8 +73,20 @@ class LifelongAgent:
         self.config = config if config is not None else LifelongConfig()
         self.n_classes = n_classes
         self.lr = lr
-        self.episodic = EpisodicMemory(memory_size, self.config.memory_policy, seed=seed)
+        self.retrieval = self._new_retrieval() if self.config.retrieval else None
+        self._log_lrs, self._lr_optimizer = self._new_learning_rates()
+        if memory_bytes is not None:
+            reserved = self.reserved_bytes(n_tasks)
+            if memory_bytes <= reserved:
+                raise ByteBudgetError(
+                    f"byte budget {memory_bytes} leaves no room for samples beside the "
+                    f"{reserved} bytes of {n_tasks} task records and the learned learning "
+                    f"rates; raise it above {reserved}"
+                )
+            memory_bytes -= reserved
+        self.episodic = self._new_memory(memory_size, memory_bytes, seed)
         self.task = -1
+        self._first_batch = False
         # Every past task weighs alike, however many samples the memory kept of it.
         self._replay_weights: dict[int, float] = {}
         self._stored_logits: torch.Tensor | None = None
@@ -69,6 +96,7 @@ class LifelongAgent:
     def start_task(self) -> None:
         """Begin the next task: replay draws from the tasks stored so far."""
         self.task += 1
+        self._first_batch = True
         self._replay_weights = dict.fromkeys(self.episodic.task_counts(), 1.0)
 
     def observe(self, x: torch.Tensor, y: torch.Tensor) -> fn.MetaStep:
@@ -80,6 +108,9 @@ class LifelongAgent:
         """
         if self.task < 0:
             raise RuntimeError("call start_task() before observe()")
+        if self._first_batch:
+            self._first_batch = False
+            self._retrieve(x)
         first = step = self._meta_step(x, y)
         for _ in range(self.config.steps_per_batch - 1):
             step = self._meta_step(x, y)
@@ -109,6 +140,27 @@ class LifelongAgent:
         slots = self.episodic.add_batch(x.cpu(), y.cpu(), self.task)
         if self.config.distill_weight > 0:
             self._store_logits(x, slots)
+        if self.retrieval is not None:
+            self.retrieval.remember(self.task, x, y)
+            self.retrieval.reembed(self.episodic.stored())
+
+    def report(self) -> dict[str, object]:
+        """What a run records about the agent's own components.
+
+        ``retrieved_tasks``: the task ids each task's first batch retrieved (with
+        ``retrieval``); ``lookahead_lrs``: per parameter, the smallest, mean and largest
+        learned look-ahead learning rate (with ``meta``).
+        """
+        report: dict[str, object] = {}
+        if self.retrieval is not None:
+            report["retrieved_tasks"] = [list(ids) for ids in self.retrieval.trace]
+        if self._log_lrs:
+            rates = {name: v.detach().exp() for name, v in self._log_lrs.items()}
+            report["lookahead_lrs"] = {
+                name: [float(r.min()), float(r.mean()), float(r.max())]
+                for name, r in rates.items()
+            }
+        return report
 
     # --- accounting --------------------------------------------------------------------
 
@@ -119,8 +171,52 @@ class LifelongAgent:
     @property
     def extra_bytes(self) -> int:
         """Bytes kept beside the stored samples: their stored logits (float32)."""
-        logits = self._stored_logits
-        return 0 if logits is None else logits.numel() * logits.element_size()
+        if self.config.distill_weight <= 0:
+            return 0
+        return len(self.episodic) * self._logit_bytes
+
+    def memory_bytes_by_kind(self) -> dict[str, int]:
+        """Stored bytes by kind (``lifelong.budget.KINDS``).
+
+        The episodic memory's samples and codebook, the stored logits, the task records and
+        their index, and the learned learning rates.
+        """
+        kinds = {**self.episodic.nbytes_by_kind(), "sample_extras": self.extra_bytes}
+        kinds["records"] = sum(t.numel() * t.element_size() for t in self._log_lrs.values())
+        if self.retrieval is not None:
+            tasks = self.retrieval.nbytes_by_kind()
+            kinds["records"] += tasks["records"]
+            kinds["index"] += tasks["index"]
+        return kinds
+
+    def reserved_bytes(self, n_tasks: int) -> int:
+        """Bytes a byte budget must leave beside the samples.
+
+        ``n_tasks`` task records and their index (measured on stand-in records), and the
+        learned learning rates.
+        """
+        lrs = sum(t.numel() * t.element_size() for t in self._log_lrs.values())
+        if self.retrieval is None:
+            return lrs
+        stand_in = TaskRetrieval(self.retrieval.features, self.retrieval.tasks.dim, 1)
+        for _ in range(n_tasks):
+            stand_in.tasks.add(torch.ones(stand_in.tasks.dim))
+        return lrs + sum(stand_in.nbytes_by_kind().values())
+
+    @property
+    def _logit_bytes(self) -> int:
+        return self.n_classes * torch.finfo(torch.float32).bits // 8
+
+    def _new_memory(self, memory_size: int, memory_bytes: int | None, seed: int) -> EpisodicMemory:
+        policy = self.config.memory_policy
+        if memory_bytes is None:
+            return EpisodicMemory(memory_size, policy, seed=seed)
+        codec = None if self.config.bytes_codec == "none" else self.config.bytes_codec
+        extra = self._logit_bytes if self.config.distill_weight > 0 else 0
+        return EpisodicMemory(
+            policy=policy, seed=seed, codec=codec, byte_budget=memory_bytes,
+            extra_bytes_per_sample=extra,
+        )
 
     # --- steps -------------------------------------------------------------------------
 
@@ -140,6 +236,7 @@ class LifelongAgent:
                 stored = self._stored_logits[drawn.slot].to(x.device)
                 targets = fn.LogitTargets(stored, self.config.distill_weight)
         params = dict(self.model.named_parameters())
+        rates = {k: v.exp() for k, v in self._log_lrs.items()} if self._log_lrs else None
         step = fn.meta_step(
             self.model,
             params,
@@ -149,10 +246,51 @@ class LifelongAgent:
             lookahead=self.config.lookahead,
             commit_lookahead=self.config.commit_lookahead,
             targets=targets,
+            lookahead_lrs=rates,
         )
         with torch.no_grad():
             torch._foreach_copy_(list(params.values()), [step.params[k] for k in params])
+        if step.lr_grads is not None and rates is not None:
+            self._learn_rates(step.lr_grads, rates)
         return step
+
+    def _learn_rates(self, lr_grads: fn.Params, rates: fn.Params) -> None:
+        """One Adam step on the log learning rates (the chain rule through ``exp``)."""
+        assert self._lr_optimizer is not None
+        for name, log_lr in self._log_lrs.items():
+            log_lr.grad = lr_grads[name] * rates[name]
+        self._lr_optimizer.step()
+
+    def _retrieve(self, x: torch.Tensor) -> None:
+        """Search the task memory with a task's first batch; weigh replay towards it."""
+        if self.retrieval is None:
+            return
+        found = self.retrieval.retrieve(x)
+        if self.config.retrieval_replay and self._replay_weights:
+            self._replay_weights = replay_weights(self._replay_weights, found)
+
+    def _new_retrieval(self) -> TaskRetrieval:
+        trunk = getattr(self.model, "features", None)
+        head = getattr(self.model, "classifier", None)
+        if not callable(trunk) or not isinstance(head, nn.Linear):
+            raise ValueError(
+                "lifelong.retrieval needs a model with a `features` trunk and a linear "
+                "`classifier` (lifelong.models.MLP); set lifelong.retrieval=false for this one"
+            )
+        return TaskRetrieval(trunk, head.in_features, self.config.candidates)
+
+    def _new_learning_rates(
+        self,
+    ) -> tuple[dict[str, torch.Tensor], torch.optim.Optimizer | None]:
+        """Log look-ahead learning rates, one per output unit of every parameter, at ``lr``."""
+        if not (self.config.meta and self.config.lookahead):
+            return {}, None
+        log_lrs = {
+            name: torch.full((p.shape[0],), math.log(self.lr), device=p.device,
+                             requires_grad=True)
+            for name, p in self.model.named_parameters()
+        }
+        return log_lrs, torch.optim.Adam(list(log_lrs.values()), lr=self.config.meta_lr)
 
     def _store_logits(self, x: torch.Tensor, slots: torch.Tensor) -> None:
         """Keep the logits the trained model gives the samples just stored, by slot.

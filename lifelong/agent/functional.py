@@ -28,12 +28,15 @@ class MetaStep(NamedTuple):
         inner_loss: Loss on the incoming batch at the old weights.
         meta_loss: Loss on incoming plus replayed samples at the look-ahead weights.
         logits: Logits of the incoming batch at the old weights (detached), for metrics.
+        lr_grads: With learned look-ahead learning rates, the meta-loss's gradient with
+            respect to each of them (same keys and shapes); ``None`` otherwise.
     """
 
     params: Params
     inner_loss: torch.Tensor
     meta_loss: torch.Tensor
     logits: torch.Tensor
+    lr_grads: Params | None = None
 
 
 def forward(
@@ -113,6 +116,29 @@ def inner_step(
     return dict(zip(names, stepped, strict=True))
 
 
+def unit_lrs(rates: Mapping[str, torch.Tensor], params: Mapping[str, torch.Tensor]) -> Params:
+    """Per-output-unit learning rates broadcast to their parameters' shapes.
+
+    ``rates[k]`` has one entry per output unit of parameter ``k`` (its first dimension): a
+    weight matrix's row and the matching bias entry of a layer each have their own rate.
+    """
+    return {
+        k: rates[k].reshape(-1, *([1] * (params[k].dim() - 1))).expand_as(params[k])
+        for k in params
+    }
+
+
+def lookahead_lr_grads(
+    g_meta: Mapping[str, torch.Tensor], g_in: Mapping[str, torch.Tensor]
+) -> Params:
+    """The meta-loss's gradient with respect to per-unit look-ahead learning rates.
+
+    With θ' = θ − α ⊙ g_in and g_in independent of α, ∂L_meta(θ')/∂α = −g_meta(θ') ⊙ g_in,
+    summed over each unit's parameters (La-MAML's learning-rate update, exact for one step).
+    """
+    return {k: -(g_meta[k] * g_in[k]).reshape(g_in[k].shape[0], -1).sum(1) for k in g_in}
+
+
 def meta_step(
     model: nn.Module,
     params: Mapping[str, torch.Tensor],
@@ -123,6 +149,7 @@ def meta_step(
     lookahead: bool = True,
     commit_lookahead: bool = True,
     targets: LogitTargets | None = None,
+    lookahead_lrs: Mapping[str, torch.Tensor] | None = None,
 ) -> MetaStep:
     """One first-order look-ahead step on an incoming batch and its replay-augmented batch.
 
@@ -149,6 +176,8 @@ def meta_step(
         commit_lookahead: Update from θ' rather than θ (see above).
         targets: Stored logits of the replayed rows (the last rows of ``combined``), added
             to the meta-loss as a mean squared error.
+        lookahead_lrs: Per-output-unit learning rates of the look-ahead step (``unit_lrs``)
+            instead of ``lr``; the step then returns their meta-gradients in ``lr_grads``.
 
     Returns:
         A ``MetaStep`` with the new weights.
@@ -163,7 +192,13 @@ def meta_step(
         inner_loss = cross_entropy(incoming_logits, incoming[1])
         return MetaStep(inner_step(params, g_meta, lr), inner_loss, meta_loss, incoming_logits)
     inner_loss, g_in, logits = loss_and_grads(model, params, *incoming)
-    ahead = inner_step(params, g_in, lr)
+    if lookahead_lrs is None:
+        ahead = inner_step(params, g_in, lr)
+    else:
+        rates = unit_lrs(lookahead_lrs, params)
+        with torch.no_grad():
+            ahead = {k: params[k] - rates[k] * g_in[k] for k in params}
     meta_loss, g_meta, _ = loss_and_grads(model, ahead, *combined, targets=targets)
     start = ahead if commit_lookahead else params
-    return MetaStep(inner_step(start, g_meta, lr), inner_loss, meta_loss, logits)
+    lr_grads = None if lookahead_lrs is None else lookahead_lr_grads(g_meta, g_in)
+    return MetaStep(inner_step(start, g_meta, lr), inner_loss, meta_loss, logits, lr_grads)

@@ -18,6 +18,8 @@ from lifelong.agent.config import SWITCHING_FIELDS, LifelongConfig
 from lifelong.agent.core import LifelongAgent
 from lifelong.agent.switching import SwitchingLearner
 from lifelong.agents import AgentContext, register_agent
+from lifelong.budget import FLOAT32_BYTES, sample_bytes, samples_within
+from lifelong.coded_replay import budget_errors_as_memory_budget, codec_report, coded_memory
 from lifelong.config import ConfigError
 from streams import Scenario, dataset_tensors
 
@@ -59,13 +61,24 @@ class LifelongStrategy(SupervisedTemplate):
         """Samples held in the agent's episodic memory."""
         return self.agent.stored_samples()
 
+    def memory_bytes_by_kind(self) -> dict[str, int]:
+        """Stored bytes by kind (``lifelong.budget``)."""
+        return self.agent.memory_bytes_by_kind()
+
     def run_report(self) -> dict[str, Any]:
         """What a run records about the agent beside its metrics.
 
         Returns:
-            ``extra_state_bytes``: the stored logits kept beside the stored samples.
+            ``extra_state_bytes``: the stored logits kept beside the stored samples; under a
+            byte budget, ``codec``: the codec, its retrainings and reconstruction errors.
         """
-        return {"extra_state_bytes": self.agent.extra_bytes}
+        report: dict[str, Any] = {
+            "extra_state_bytes": self.agent.extra_bytes,
+            **self.agent.report(),
+        }
+        if self.agent.episodic.byte_budget is not None:
+            report["codec"] = codec_report(self.agent.episodic)
+        return report
 
     def _before_training_exp(self, **kwargs: Any) -> None:
         super()._before_training_exp(**kwargs)
@@ -97,7 +110,8 @@ class LifelongStrategy(SupervisedTemplate):
             self._after_training_iteration(**kwargs)
 
     def _after_training_exp(self, **kwargs: Any) -> None:
-        self.agent.end_task(*self._task_data)
+        with budget_errors_as_memory_budget():
+            self.agent.end_task(*self._task_data)
         self._task_data = _NO_DATA
         super()._after_training_exp(**kwargs)
 
@@ -121,14 +135,18 @@ def build_lifelong(context: AgentContext, config: LifelongConfig | None = None) 
             f"lifelong settings {', '.join(changed)} apply to task-switching streams only; "
             "drop them for this stream"
         )
-    agent = LifelongAgent(
-        context.model,
-        n_classes=context.stream.n_classes,
-        lr=context.train.lr,
-        memory_size=context.train.memory_size,
-        config=config,
-        seed=context.seed,
-    )
+    settings = config or LifelongConfig()
+    budget = context.train.memory_bytes
+    if budget is not None:
+        # Check the codec string and that one sample fits before anything runs.
+        logits = context.stream.n_classes * FLOAT32_BYTES if settings.distill_weight > 0 else 0
+        if settings.bytes_codec == "none":
+            what = "float32 input" + (" and its logits" if logits else "")
+            samples_within("lifelong", budget, sample_bytes(context.stream) + logits, what=what)
+        else:
+            coded_memory("lifelong", context, settings.bytes_codec, extra_per_sample=logits)
+    with budget_errors_as_memory_budget():
+        agent = _agent(context, config)
     return LifelongStrategy(
         agent=agent,
         train_mb_size=context.train.batch_size,
@@ -138,6 +156,19 @@ def build_lifelong(context: AgentContext, config: LifelongConfig | None = None) 
         evaluator=context.evaluator,
         plugins=list(context.plugins),
         eval_every=0,
+    )
+
+
+def _agent(context: AgentContext, config: LifelongConfig | None) -> LifelongAgent:
+    return LifelongAgent(
+        context.model,
+        n_classes=context.stream.n_classes,
+        lr=context.train.lr,
+        memory_size=context.train.memory_size,
+        config=config,
+        seed=context.seed,
+        memory_bytes=context.train.memory_bytes,
+        n_tasks=context.stream.n_tasks,
     )
 
 

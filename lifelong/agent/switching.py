@@ -215,15 +215,21 @@ class SwitchingLearner:
 
         return predict
 
-    @property
-    def memory_bytes(self) -> dict[str, int]:
-        """Bytes kept besides the frozen encoder, by kind."""
+    def memory_bytes_by_kind(self) -> dict[str, int]:
+        """Bytes kept besides the frozen encoder, by kind (``lifelong.budget.KINDS``).
+
+        ``samples``: the stored drawings; ``sample_extras``: their stored features;
+        ``records``: the task records' tensors and the meta-parameters; ``index``: the task
+        memory's FAISS index.
+        """
         features = sum(t.numel() * t.element_size() for t in self._stored_features.values())
+        samples = 0 if self.samples is None else self.samples.nbytes_by_kind()["samples"]
+        index = 0 if self.tasks is None else self.tasks.index.nbytes
+        records = 0 if self.tasks is None else self.tasks.nbytes - index
+        meta = 0 if self.meta is None else sum(_nbytes(t) for t in self.meta)
         return {
-            "samples": 0 if self.samples is None else self.samples.nbytes,
-            "sample_features": features,
-            "task_records_and_index": 0 if self.tasks is None else self.tasks.nbytes,
-            "meta_parameters": 0 if self.meta is None else sum(_nbytes(t) for t in self.meta),
+            "samples": samples, "sample_extras": features, "records": records + meta,
+            "index": index,
         }
 
     # --- persistence -------------------------------------------------------------------

@@ -1,0 +1,32 @@
+"""How ``lifelong`` spends a byte budget: its sample codec and memory policy, side by side.
+
+Registers, in this process only, one agent per way of keeping the samples and hands them to
+``lifelong.cli.main`` with the other flags; ``benchmarks/memory_bytes.sh`` runs it on held-out
+training data (``--validation-fraction 0.2``) to choose ``LifelongConfig.bytes_codec`` and
+``memory_policy``:
+
+    .venv/bin/python benchmarks/memory_bytes_variants.py --stream rotated-mnist \\
+        --data-root ../shared/data/mnist --memory-bytes 627200 --validation-fraction 0.2 \\
+        --seeds 0,1,2 --out runs/memory_bytes/validation_rotated
+"""
+
+from __future__ import annotations
+
+import sys
+
+from agent_variants import run_variants
+
+from lifelong.agent import LifelongConfig
+
+WAYS: dict[str, LifelongConfig] = {
+    "ll-float32": LifelongConfig(bytes_codec="none"),
+    "ll-sq8": LifelongConfig(bytes_codec="SQ8"),
+    "ll-sq4": LifelongConfig(bytes_codec="SQ4"),
+    "ll-float32-task-balanced": LifelongConfig(bytes_codec="none", memory_policy="task_balanced"),
+    "ll-sq8-task-balanced": LifelongConfig(bytes_codec="SQ8", memory_policy="task_balanced"),
+    "ll-sq4-task-balanced": LifelongConfig(bytes_codec="SQ4", memory_policy="task_balanced"),
+}
+"""Samples kept as float32, SQ8 or SQ4 codes, under the class- or the task-balanced policy."""
+
+if __name__ == "__main__":
+    sys.exit(run_variants(sys.argv[1:], WAYS, option="--ways", kind="way of storing"))
