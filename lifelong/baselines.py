@@ -82,7 +82,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from lifelong.agents import ALL_SCENARIOS, AgentContext, MemoryBudgetError, register_agent
-from lifelong.budget import FLOAT32_BYTES, sample_bytes, samples_within
+from lifelong.budget import FLOAT32_BYTES, sample_bytes, samples_within, tensor_bytes
 from streams import Scenario
 
 __all__ = [
@@ -589,7 +589,7 @@ def _records_within(agent: str, context: AgentContext, needed: int | None, what:
 
 
 def _parameter_bytes(context: AgentContext) -> int:
-    return sum(p.numel() * p.element_size() for p in context.model.parameters())
+    return tensor_bytes(context.model.parameters())
 
 
 class _IgnoreTaskLabels(nn.Module):

@@ -23,6 +23,7 @@ from torch import nn
 from torch.nn.functional import cross_entropy
 
 from lifelong.agents import AgentContext, register_agent
+from lifelong.budget import tensor_bytes
 from lifelong.pretraining import prototype_logits
 from streams import Scenario
 
@@ -219,7 +220,7 @@ class ProtoNetLearner:
     def memory_bytes_by_kind(self) -> dict[str, int]:
         """The current task's prototype sums and counts (``records``)."""
         kept = [self.counts] if self.sums is None else [self.sums, self.counts]
-        return {"records": sum(t.numel() * t.element_size() for t in kept)}
+        return {"records": tensor_bytes(kept)}
 
     def _logits(self, embedded: torch.Tensor) -> torch.Tensor:
         if self.sums is None:

@@ -853,27 +853,30 @@ class EpisodicMemory:
         if self._codec is None:
             assert self._codec_spec is not None
             codec = SampleCodec(self._codec_spec, rows.shape[1])
-            codec.train(rows)
+            self._reconstruction_errors.append(codec.train(rows))
             self._codec = codec
             self._sample_shape = tuple(x.shape[1:])
-            self._reconstruction_errors.append(codec.relative_error(rows))
             return rows
         error = self._codec.relative_error(rows)
         if self._codec.needs_retraining(error):
-            self._retrain(rows)
-            error = self._codec.relative_error(rows)
+            error = self._retrain(rows)
         self._reconstruction_errors.append(error)
         return rows
 
-    def _retrain(self, rows: np.ndarray) -> None:
-        """Retrain on the decoded stored samples plus ``rows``; re-encode the stored ones."""
+    def _retrain(self, rows: np.ndarray) -> float:
+        """Retrain on the decoded stored samples plus ``rows``; re-encode the stored ones.
+
+        Returns:
+            The relative error of ``rows`` under the retrained codec.
+        """
         assert self._codec is not None
         stored = self._take(torch.arange(self._size)).x.reshape(self._size, -1).numpy()
-        self._codec.train(np.concatenate([stored, rows]), reference=rows)
+        error = self._codec.train(np.concatenate([stored, rows]), reference=rows)
         if self._size:
             assert self._x is not None
             self._x[: self._size] = torch.from_numpy(self._codec.encode(stored))
         self._retrains += 1
+        return error
 
     def _encode(self, rows: np.ndarray) -> torch.Tensor:
         assert self._codec is not None

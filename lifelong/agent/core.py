@@ -15,6 +15,7 @@ from torch import nn
 from lifelong.agent import functional as fn
 from lifelong.agent.config import LifelongConfig
 from lifelong.agent.task_retrieval import TaskRetrieval, replay_weights
+from lifelong.budget import FLOAT32_BYTES, tensor_bytes
 from memory import ByteBudgetError, EpisodicMemory
 
 
@@ -182,7 +183,7 @@ class LifelongAgent:
         their index, and the learned learning rates.
         """
         kinds = {**self.episodic.nbytes_by_kind(), "sample_extras": self.extra_bytes}
-        kinds["records"] = sum(t.numel() * t.element_size() for t in self._log_lrs.values())
+        kinds["records"] = tensor_bytes(self._log_lrs.values())
         if self.retrieval is not None:
             tasks = self.retrieval.nbytes_by_kind()
             kinds["records"] += tasks["records"]
@@ -195,7 +196,7 @@ class LifelongAgent:
         ``n_tasks`` task records and their index (measured on stand-in records), and the
         learned learning rates.
         """
-        lrs = sum(t.numel() * t.element_size() for t in self._log_lrs.values())
+        lrs = tensor_bytes(self._log_lrs.values())
         if self.retrieval is None:
             return lrs
         stand_in = TaskRetrieval(self.retrieval.features, self.retrieval.tasks.dim, 1)
@@ -205,7 +206,7 @@ class LifelongAgent:
 
     @property
     def _logit_bytes(self) -> int:
-        return self.n_classes * torch.finfo(torch.float32).bits // 8
+        return self.n_classes * FLOAT32_BYTES
 
     def _new_memory(self, memory_size: int, memory_bytes: int | None, seed: int) -> EpisodicMemory:
         policy = self.config.memory_policy
@@ -272,7 +273,7 @@ class LifelongAgent:
     def _new_retrieval(self) -> TaskRetrieval:
         trunk = getattr(self.model, "features", None)
         head = getattr(self.model, "classifier", None)
-        if not callable(trunk) or not isinstance(head, nn.Linear):
+        if not isinstance(trunk, nn.Module) or not isinstance(head, nn.Linear):
             raise ValueError(
                 "lifelong.retrieval needs a model with a `features` trunk and a linear "
                 "`classifier` (lifelong.models.MLP); set lifelong.retrieval=false for this one"

@@ -47,6 +47,7 @@ from torch import nn
 
 from lifelong.agent import fast_weights as fw
 from lifelong.agent.config import LifelongConfig
+from lifelong.budget import tensor_bytes
 from lifelong.online_agents import Predictor, check_support
 from memory import EpisodicMemory, TaskMemory, TaskRecord
 
@@ -222,11 +223,11 @@ class SwitchingLearner:
         ``records``: the task records' tensors and the meta-parameters; ``index``: the task
         memory's FAISS index.
         """
-        features = sum(t.numel() * t.element_size() for t in self._stored_features.values())
+        features = tensor_bytes(self._stored_features.values())
         samples = 0 if self.samples is None else self.samples.nbytes_by_kind()["samples"]
         index = 0 if self.tasks is None else self.tasks.index.nbytes
         records = 0 if self.tasks is None else self.tasks.nbytes - index
-        meta = 0 if self.meta is None else sum(_nbytes(t) for t in self.meta)
+        meta = 0 if self.meta is None else tensor_bytes(self.meta)
         return {
             "samples": samples, "sample_extras": features, "records": records + meta,
             "index": index,
@@ -545,8 +546,7 @@ def _fit(f: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor) -> float:
     return float(_distances(f, sums, counts).min(1).values.mean())
 
 
-def _nbytes(tensor: torch.Tensor) -> int:
-    return tensor.numel() * tensor.element_size()
+
 
 
 def _task_tensors(task: _Task) -> dict[str, torch.Tensor]:

@@ -16,10 +16,11 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import torch
+from torch import nn
 from torch.nn.functional import normalize
 
 from memory import Samples, TaskMemory, TaskRecord
@@ -44,9 +45,7 @@ class TaskRetrieval:
         candidates: Records retrieved per task.
     """
 
-    def __init__(
-        self, features: Callable[[torch.Tensor], torch.Tensor], dim: int, candidates: int
-    ) -> None:
+    def __init__(self, features: nn.Module, dim: int, candidates: int) -> None:
         self.features = features
         self.candidates = candidates
         self.tasks = TaskMemory(dim, metric="cosine", index_kind="flat")
@@ -83,7 +82,7 @@ class TaskRetrieval:
         place: updates leave tombstones that grow the index until it compacts, and its bytes
         must stay what a budget reserved for them.
         """
-        device = next(iter(_devices(self.features)), torch.device("cpu"))
+        device = next(self.features.parameters()).device
         fresh = TaskMemory(self.tasks.dim, metric="cosine", index_kind="flat")
         for task in self.tasks.task_ids():
             mine = stored.task_id == task
@@ -116,7 +115,3 @@ def replay_weights(past: Iterable[int], retrieved: Retrieved) -> dict[int, float
         weights[task] += RETRIEVED_SHARE * similarity / total
     return weights
 
-
-def _devices(module: object) -> Iterable[torch.device]:
-    parameters = getattr(module, "parameters", None)
-    return (p.device for p in parameters()) if callable(parameters) else iter(())
