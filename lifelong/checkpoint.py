@@ -239,7 +239,8 @@ def read_job_result(path: Path) -> dict[str, Any] | None:
         raise CheckpointError(
             f"job result {path} is not valid JSON ({error}); delete it to redo that job"
         ) from error
-    if not isinstance(record, dict) or "accuracy_matrix" not in record:
+    # Task sequences record an accuracy matrix, task-switching streams an online accuracy.
+    if not isinstance(record, dict) or not {"accuracy_matrix", "oca"} & set(record):
         raise CheckpointError(f"job result {path} is not a result record; delete it to redo it")
     return record
 

@@ -229,6 +229,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(format_switching_table(results["summary"]))
     else:
         print(format_summary_table(results["summary"]))
+        from lifelong.divergence import divergence_message
+
+        for record in results["runs"]:
+            if record.get("diverged") is not None:
+                print(f"warning: {divergence_message(record['diverged'])}", file=sys.stderr)
     if results["evaluated_on"] == "validation":
         print("evaluated on held-out training data (--validation-fraction), not the test split")
     print(f"results written to {results['config']['out']}")

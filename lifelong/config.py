@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import json
 import tomllib
+import types
+import typing
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +140,7 @@ def validate(config: RunConfig) -> RunConfig:
     Raises:
         ConfigError: On the first invalid value, naming it and the fix.
     """
+    check_types(config)
     train = config.train
     _require(
         config.stream.n_tasks is None or config.stream.n_tasks >= 1,
@@ -210,6 +213,72 @@ def validate(config: RunConfig) -> RunConfig:
     )
     _check_agent_options_shape(config.agent_options)
     return config
+
+
+def check_types(config: Any, where: str = "") -> None:
+    """Check every field of a config dataclass (nested ones too) against its annotation.
+
+    Integers are refused where a bool is meant and bools where a number is; an integer is
+    accepted for a float. Run before any range check, so that a file's ``lr: abc`` or
+    ``epochs: 1.5`` ends in one line naming the key instead of a traceback.
+
+    Raises:
+        ConfigError: On the first value of the wrong type, naming its key and type.
+    """
+    hints = typing.get_type_hints(type(config))
+    for item in fields(config):
+        value, key = getattr(config, item.name), f"{where}{item.name}"
+        if is_dataclass(value):
+            check_types(value, f"{key}.")
+        elif not _fits(value, hints[item.name]):
+            hint = "fix it in the file or flag that set it"
+            if isinstance(value, str) and _is_number(value):
+                hint = "YAML reads a number like 1e-3 as text: write 1.0e-3"
+            raise ConfigError(
+                f"config key {key} must be {_describe(hints[item.name])}, got {value!r} "
+                f"({type(value).__name__}); {hint}"
+            )
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _fits(value: Any, annotation: Any) -> bool:
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return any(_fits(value, arg) for arg in args)
+    if annotation is type(None):
+        return value is None
+    if annotation is Any:
+        return True
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    if origin is tuple:
+        return isinstance(value, tuple) and all(_fits(v, args[0]) for v in value)
+    if origin is Mapping or annotation is Mapping:
+        return isinstance(value, Mapping)
+    return isinstance(value, annotation)
+
+
+def _describe(annotation: Any) -> str:
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(arg) for arg in args)
+    if origin is tuple:
+        plural = {int: "integers", float: "numbers", str: "strings"}
+        return f"a list of {plural.get(args[0], _describe(args[0]))}"
+    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string",
+             type(None): "null"}
+    return names.get(annotation, "a mapping" if origin is Mapping else str(annotation))
 
 
 def _check_agent_options_shape(options: Any) -> None:

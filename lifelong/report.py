@@ -123,6 +123,7 @@ def summarize_runs(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         ``stored_samples`` key found in the agent's runs, ``{key}_mean``: its mean over the
         runs that have it and give a value (peak RAM, for one, is only present when it was
         measured; ``stored_samples`` is ``None`` for an agent without a sample memory).
+        ``diverged_runs``, only where some run's loss became NaN or infinite: how many.
 
     Raises:
         ValueError: If ``runs`` is empty, a run lacks a key, a value is not a finite number,
@@ -144,6 +145,9 @@ def summarize_runs(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         for key in _averaged_extra_keys(agent_runs):
             values = [float(run[key]) for run in agent_runs if run.get(key) is not None]
             row[f"{key}_mean"] = _mean(values)
+        diverged = sum(run.get("diverged") is not None for run in agent_runs)
+        if diverged:
+            row["diverged_runs"] = diverged
         summary.append(row)
     return summary
 
@@ -421,8 +425,9 @@ def _table_cells(row: Mapping[str, Any]) -> list[str]:
             return f"{mean:.1f}"
         return f"{mean:.1f} ± {100.0 * float(row[f'{name}_std']):.1f}"
 
+    diverged = int(row.get("diverged_runs", 0))
     return [
-        str(row["agent"]),
+        f"{row['agent']} (diverged {diverged}/{row['n_seeds']})" if diverged else str(row["agent"]),
         str(row["n_seeds"]),
         *(pct(name) for name in _RUN_METRICS),
         f"{float(row['wall_time_s_mean']):.1f}",

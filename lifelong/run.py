@@ -55,6 +55,7 @@ from lifelong.checkpoint import (
     write_job_result,
 )
 from lifelong.config import ConfigError, RunConfig, StreamConfig, config_to_dict, validate
+from lifelong.divergence import DivergenceWatch
 from lifelong.evaluation import (
     RAM_SAMPLE_INTERVAL_S,
     accuracy_matrix_from_evaluator,
@@ -117,8 +118,9 @@ def resume(
     """Finish a stopped run in ``out_dir``, with the config it was started with.
 
     Finished jobs are read back, not re-run; a job that was interrupted continues from its
-    last checkpoint (taken after every experience); the results equal an uninterrupted run's,
-    apart from timing and RAM figures. Only where the jobs run may change, since it does not
+    last checkpoint (taken after every experience; on task-switching streams it runs again
+    from its start); the results equal an uninterrupted run's, apart from timing and RAM
+    figures. Only where the jobs run may change, since it does not
     change results.
 
     Args:
@@ -183,8 +185,6 @@ def _run_task_switching(
     Raises:
         ConfigError: On a setting that applies to task sequences only.
     """
-    if resuming:
-        raise ConfigError("--resume applies to task-sequence streams; rerun a task-switching run")
     if config.stream.validation_fraction:
         raise ConfigError(
             "--validation-fraction applies to task-sequence streams; a task-switching run "
@@ -208,6 +208,7 @@ def _run_task_switching(
             raise ConfigError(f"stream {stream.name!r} is task-switching for some seeds only")
         return stream
 
+    prepare_folder(out_dir, config, resuming=resuming)
     return run_switching(
         config, stream_for, out_dir, progress=progress, environment=_environment("cpu")
     )
@@ -386,6 +387,7 @@ def _build_strategy(
             f"agent {job.agent!r} built a {type(strategy).__name__} for a task sequence; "
             "its factory must return an Avalanche strategy there"
         )
+    strategy.plugins.append(DivergenceWatch(job.agent, job.seed))
     # Last of the strategy's own plugins: it measures what the others stored.
     strategy.plugins.append(ByteBudgetCheck(job.agent, facts, config.train.memory_bytes))
     if config.evaluator == "tensor":

@@ -4,6 +4,12 @@ A job pre-trains (or loads from the cache) the ProtoNet encoder of its seed on t
 pre-training distributions, hands each agent a copy, and runs the stream prequentially
 (``lifelong.prequential``). Its record holds the per-step accuracies and the stream's ground
 truth, so every figure of the summary can be recomputed by hand from ``results.json``.
+
+A finished job writes its record to ``checkpoints/<agent>__seed<k>.json`` (as task-sequence
+jobs do, ``lifelong.checkpoint``); a resumed run reads those back and runs only the jobs
+without one, each from its start. A job seeds everything it draws from at its start and
+works on its own copy of the encoder, so a resumed run's records equal an uninterrupted
+run's, wall times apart. A job is not checkpointed midway: a killed job redoes its steps.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from tqdm import tqdm
 
 from lifelong.agents import AgentContext, StreamFacts, agent_options, make_agent
 from lifelong.budget import KINDS
+from lifelong.checkpoint import JobFiles, read_job_result, write_job_result
 from lifelong.config import RunConfig, config_to_dict
 from lifelong.evaluation import make_evaluator
 from lifelong.io import atomic_path, atomic_write_text
@@ -90,10 +97,17 @@ def run_switching(
     ) as bar:
         for seed in config.seeds:
             stream = stream_for(seed)
-            encoder = _pretrained(config, stream, seed, progress)
+            done = {a: read_job_result(JobFiles.of(out_dir, a, seed).result) for a in config.agents}
+            encoder = None
             for agent in config.agents:
                 bar.set_description(f"{agent} seed {seed}")
-                runs.append(_job(config, stream, encoder, agent, seed, out_dir))
+                record = done[agent]
+                if record is None:
+                    if encoder is None:
+                        encoder = _pretrained(config, stream, seed, progress)
+                    record = _job(config, stream, encoder, agent, seed, out_dir)
+                    write_job_result(JobFiles.of(out_dir, agent, seed).result, record)
+                runs.append(record)
                 bar.update(stream.n_steps)
     results = {
         "stream": first.name,

@@ -222,3 +222,29 @@ def test_flags_override_the_config_file(tmp_path, capsys):
     saved = json.loads((out / "config.json").read_text())
     assert saved["train"]["memory_size"] == 20
     assert saved["agents"] == ["naive"]
+
+
+def test_a_diverging_run_is_recorded_marked_and_warned_about(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(["--agents", "naive,replay", "--seeds", "0", "--n-tasks", "2", "--lr", "1e6",
+                 "--memory-size", "20", "--out", str(out), "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 0
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    for record in runs:
+        diverged = record["diverged"]
+        assert (diverged["agent"], diverged["seed"], diverged["task"]) == (record["agent"], 0, 0)
+        assert diverged["step"] >= 0 and diverged["loss"] in ("nan", "inf", "-inf")
+    assert "naive (diverged 1/1)" in captured.out
+    warnings = [line for line in captured.err.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 2 and "diverged" in warnings[0] and "--lr" in warnings[0]
+
+
+def test_a_healthy_run_records_no_divergence(tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["--agents", "naive", "--seeds", "0", "--n-tasks", "2", "--out", str(out),
+                 "--quiet"]) == 0
+    assert "warning" not in capsys.readouterr().err
+    (record,) = json.loads((out / "results.json").read_text())["runs"]
+    assert record["diverged"] is None
+

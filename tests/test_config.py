@@ -98,3 +98,31 @@ def test_bad_config_files_give_one_line(tmp_path: Path):
     other.write_text("x")
     with pytest.raises(ConfigError, match=r"\.yaml, \.yml or \.toml"):
         load_config_file(other)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("train:\n  lr: abc\n", r"train\.lr must be a number, got 'abc' \(str\)"),
+        ("train:\n  lr: 1e-3\n", r"train\.lr must be a number.*write 1\.0e-3"),
+        ("train:\n  epochs: 1.5\n", r"train\.epochs must be an integer, got 1\.5 \(float\)"),
+        ("train:\n  hidden: [100, x]\n", r"train\.hidden must be a list of integers"),
+        ("train:\n  memory_bytes: 2.5\n", r"memory_bytes must be an integer or null"),
+        ("stream:\n  n_tasks: '5'\n", r"stream\.n_tasks must be an integer or null"),
+        ("stream:\n  download: 1\n", r"stream\.download must be true or false, got 1"),
+        ("workers: true\n", r"workers must be an integer or null, got True \(bool\)"),
+        ("threads: 1.0\n", r"threads must be an integer"),
+        ("device: 3\n", r"device must be a string, got 3"),
+    ],
+)
+def test_wrong_types_in_a_file_give_one_line_naming_the_key(tmp_path: Path, text, message):
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        validate(load_config_file(path))
+
+
+def test_integers_are_numbers_and_none_where_allowed():
+    config = config_from_dict({"train": {"lr": 1, "memory_bytes": None}, "workers": None})
+    assert validate(config).train.lr == 1
+

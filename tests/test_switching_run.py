@@ -7,6 +7,8 @@ import pytest
 
 from lifelong import ConfigError, RunConfig, StreamConfig, TrainConfig, load_agent, run
 from lifelong.agents import UnsupportedScenarioError, available_agents
+from lifelong.checkpoint import JobFiles
+from lifelong.run import resume
 from lifelong.switching_run import SWITCHING_SUMMARY_KEYS
 from streams import Scenario
 
@@ -80,6 +82,24 @@ def test_the_same_seed_gives_the_same_online_accuracies(config, results, tmp_pat
     again = run(replace(config, seeds=(0,), out=str(tmp_path)), progress=False)
     first = [r for r in results[0]["runs"] if r["seed"] == 0]
     assert [r["step_accuracy"] for r in again["runs"]] == [r["step_accuracy"] for r in first]
+
+
+def test_a_stopped_run_resumes_its_unfinished_jobs_only_with_equal_records(results):
+    found, out = results
+    # As if the run was killed during its last job: that job's record and the run's outputs
+    # are missing. The first job's record is marked to show it is read back, not rerun.
+    last, first = found["runs"][-1], found["runs"][0]
+    JobFiles.of(out, last["agent"], last["seed"]).result.unlink()
+    (out / "results.json").unlink()
+    marked = JobFiles.of(out, first["agent"], first["seed"]).result
+    record = json.loads(marked.read_text())
+    marked.write_text(json.dumps({**record, "wall_time_s": -1.0}))
+    resumed = resume(out, progress=False)
+    assert resumed["runs"][0]["wall_time_s"] == -1.0
+    for before, after in zip(found["runs"], resumed["runs"], strict=True):
+        assert {**before, "wall_time_s": 0} == {**after, "wall_time_s": 0}
+    assert json.loads((out / "results.json").read_text())["runs"] == resumed["runs"]
+    marked.write_text(json.dumps(record))
 
 
 @pytest.mark.parametrize(
