@@ -27,11 +27,13 @@ ABLATIONS: dict[str, LifelongConfig] = {
     "ll-no-retrieval": LifelongConfig(retrieval=False),
     "ll-no-retrieval-replay": LifelongConfig(retrieval_replay=False),
     "ll-no-meta-no-retrieval": LifelongConfig(meta=False, retrieval=False),
+    "ll-no-slow": LifelongConfig(slow_momentum=0.0),
 }
 """``lifelong``'s default configuration with one component switched off, and with the second
 step per batch that the wall-time limit ruled out (``ll-two-steps``), to show what it costs
 and buys. ``ll-no-meta-no-retrieval`` is the agent before its task memory and learned
-learning rates came back to task sequences."""
+learning rates came back to task sequences; ``ll-no-slow`` the agent before its slow
+weights."""
 
 if __name__ == "__main__":
     sys.exit(

@@ -13,7 +13,7 @@ RESULTS=benchmarks/results/sequence_ablation
 mkdir -p "$RESULTS"
 for stream in rotated-mnist permuted-mnist recurring-rotated-mnist split-mnist; do
   .venv/bin/python benchmarks/agent_ablation.py \
-    --variants ll-no-meta,ll-no-retrieval,ll-no-retrieval-replay,ll-no-meta-no-retrieval \
+    --variants ll-no-slow,ll-no-meta,ll-no-retrieval,ll-no-retrieval-replay,ll-no-meta-no-retrieval \
     --stream "$stream" --data-root "$MNIST" --memory-size 200 --validation-fraction 0.2 \
     --seeds 0,1,2 --out "$OUT/$stream" --quiet
   .venv/bin/python benchmarks/merge_results.py "$OUT/$stream" --out "$RESULTS/$stream.md"

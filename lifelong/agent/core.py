@@ -14,6 +14,7 @@ from torch import nn
 
 from lifelong.agent import functional as fn
 from lifelong.agent.config import LifelongConfig
+from lifelong.agent.slow_weights import SlowFastNetwork
 from lifelong.agent.task_retrieval import TaskRetrieval, replay_weights
 from lifelong.budget import FLOAT32_BYTES, tensor_bytes
 from memory import ByteBudgetError, EpisodicMemory
@@ -30,14 +31,17 @@ class LifelongAgent:
     searches the task memory (``task_retrieval``) and, with ``retrieval_replay``, half of
     every draw comes from the retrieved tasks; otherwise draws are uniform over past tasks.
     At the end of a task (``end_task``) it offers the task's samples to the episodic memory,
-    keeps the trained model's logits of those it stored, and records the task.
+    keeps the trained model's logits of those it stored, and records the task. With
+    ``slow_momentum``, slow weights follow the trained ones as a moving average and
+    predictions mix both (``network``, ``agent.slow_weights``).
 
     References:
         Gupta, Yadav & Paull, "La-MAML: Look-ahead Meta Learning for Continual Learning",
         NeurIPS 2020 (look-ahead steps, learned learning rates). Chaudhry et al., "On Tiny
         Episodic Memories in Continual Learning", 2019. Buzzega et al., "Dark Experience for
         General Continual Learning: a Strong, Simple Baseline", NeurIPS 2020 (the
-        stored-logit replay).
+        stored-logit replay). Arani, Sarfraz & Zonooz, "Learning Fast, Learning Slow",
+        ICLR 2022 (the slow weights).
 
     Args:
         model: The network to train; its parameters are updated in place.
@@ -72,6 +76,8 @@ class LifelongAgent:
             )
         self.model = model
         self.config = config if config is not None else LifelongConfig()
+        self.network = self._new_network(memory_bytes)
+        """What predicts: ``model`` itself, or the slow and fast weights' mixture."""
         self.n_classes = n_classes
         self.lr = lr
         self.retrieval = self._new_retrieval() if self.config.retrieval else None
@@ -118,9 +124,14 @@ class LifelongAgent:
         return step._replace(logits=first.logits, inner_loss=first.inner_loss)
 
     def predict(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits for a batch."""
-        with torch.no_grad():
-            return self.model(x)
+        """Logits for a batch (with slow weights: the mixture's log-probabilities)."""
+        was_training = self.network.training
+        self.network.eval()
+        try:
+            with torch.no_grad():
+                return self.network(x)
+        finally:
+            self.network.train(was_training)
 
     def end_task(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """Offer the task's samples to the episodic memory and keep the stored ones' logits.
@@ -150,9 +161,10 @@ class LifelongAgent:
 
         ``retrieved_tasks``: the task ids each task's first batch retrieved (with
         ``retrieval``); ``lookahead_lrs``: per parameter, the smallest, mean and largest
-        learned look-ahead learning rate (with ``meta``).
+        learned look-ahead learning rate (with ``meta``); ``slow_weights``: whether the
+        agent keeps them (``slow_momentum``, ``slow_budget_share``).
         """
-        report: dict[str, object] = {}
+        report: dict[str, object] = {"slow_weights": isinstance(self.network, SlowFastNetwork)}
         if self.retrieval is not None:
             report["retrieved_tasks"] = [list(ids) for ids in self.retrieval.trace]
         if self._log_lrs:
@@ -180,10 +192,10 @@ class LifelongAgent:
         """Stored bytes by kind (``lifelong.budget.KINDS``).
 
         The episodic memory's samples and codebook, the stored logits, the task records and
-        their index, and the learned learning rates.
+        their index, the learned learning rates and the slow weights.
         """
         kinds = {**self.episodic.nbytes_by_kind(), "sample_extras": self.extra_bytes}
-        kinds["records"] = tensor_bytes(self._log_lrs.values())
+        kinds["records"] = self._parameter_copy_bytes()
         if self.retrieval is not None:
             tasks = self.retrieval.nbytes_by_kind()
             kinds["records"] += tasks["records"]
@@ -193,16 +205,24 @@ class LifelongAgent:
     def reserved_bytes(self, n_tasks: int) -> int:
         """Bytes a byte budget must leave beside the samples.
 
-        ``n_tasks`` task records and their index (measured on stand-in records), and the
-        learned learning rates.
+        ``n_tasks`` task records and their index (measured on stand-in records), the
+        learned learning rates and the slow weights.
         """
-        lrs = tensor_bytes(self._log_lrs.values())
+        lrs = self._parameter_copy_bytes()
         if self.retrieval is None:
             return lrs
         stand_in = TaskRetrieval(self.retrieval.features, self.retrieval.tasks.dim, 1)
         for _ in range(n_tasks):
             stand_in.tasks.add(torch.ones(stand_in.tasks.dim))
         return lrs + sum(stand_in.nbytes_by_kind().values())
+
+    def _parameter_copy_bytes(self) -> int:
+        """The learned learning rates and the slow weights."""
+        slow = (
+            self.network.slow_parameters().values()
+            if isinstance(self.network, SlowFastNetwork) else []
+        )
+        return tensor_bytes(self._log_lrs.values()) + tensor_bytes(slow)
 
     @property
     def _logit_bytes(self) -> int:
@@ -251,6 +271,8 @@ class LifelongAgent:
         )
         with torch.no_grad():
             torch._foreach_copy_(list(params.values()), [step.params[k] for k in params])
+        if isinstance(self.network, SlowFastNetwork):
+            self.network.follow()
         if step.lr_grads is not None and rates is not None:
             self._learn_rates(step.lr_grads, rates)
         return step
@@ -269,6 +291,20 @@ class LifelongAgent:
         found = self.retrieval.retrieve(x)
         if self.config.retrieval_replay and self._replay_weights:
             self._replay_weights = replay_weights(self._replay_weights, found)
+
+    def _new_network(self, memory_bytes: int | None) -> nn.Module:
+        """The trained network with its slow weights, or alone.
+
+        Alone when ``slow_momentum`` is 0, or under a byte budget of which the slow copy
+        would take more than ``slow_budget_share``.
+        """
+        if not self.config.slow_momentum:
+            return self.model
+        if memory_bytes is not None:
+            copy_bytes = tensor_bytes(self.model.parameters())
+            if copy_bytes > self.config.slow_budget_share * memory_bytes:
+                return self.model
+        return SlowFastNetwork(self.model, self.config.slow_momentum, self.config.slow_share)
 
     def _new_retrieval(self) -> TaskRetrieval:
         trunk = getattr(self.model, "features", None)

@@ -37,7 +37,7 @@ class LifelongStrategy(SupervisedTemplate):
     Training batches fire ``before_training_iteration`` and ``after_training_iteration``
     (with ``mb_output`` and ``loss`` set, so training metrics work); the forward, backward
     and update callbacks do not fire, because the agent's meta step replaces them.
-    Evaluation is Avalanche's own.
+    Evaluation is Avalanche's own (or the tensor evaluator's), of ``agent.network``.
 
     References:
         Gupta, Yadav & Paull, "La-MAML: Look-ahead Meta Learning for Continual Learning",
@@ -51,8 +51,10 @@ class LifelongStrategy(SupervisedTemplate):
     def __init__(self, *, agent: LifelongAgent, **kwargs: Any) -> None:
         # The optimizer is never stepped: the agent moves the weights itself.
         optimizer = torch.optim.SGD(agent.model.parameters(), lr=agent.lr)
+        # Avalanche evaluates ``agent.network`` (the slow and fast weights' mixture, or the
+        # trained network itself); the agent trains ``agent.model`` inside it.
         super().__init__(
-            model=agent.model, optimizer=optimizer, criterion=nn.CrossEntropyLoss(), **kwargs
+            model=agent.network, optimizer=optimizer, criterion=nn.CrossEntropyLoss(), **kwargs
         )
         self.agent = agent
         self._task_data = _NO_DATA
