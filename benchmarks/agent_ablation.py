@@ -1,13 +1,13 @@
 """Ablations of the ``lifelong`` agent, run through the normal CLI protocol.
 
-Registers, in this process only, one agent per ablation (``lifelong``'s default config with
-one component switched off) and hands them to ``lifelong.cli.main`` with any extra flags:
+Runs, as named variants of ``lifelong``, one agent per ablation (``lifelong``'s default
+config with one component switched off) through ``lifelong.cli.main`` with any extra flags:
 
     .venv/bin/python benchmarks/agent_ablation.py --stream split-digits --epochs 3 \
         --seeds 0,1,2 --out runs/ablation
 
 These are measurements on the stream's test data: report them, never tune on them. Pick
-some with ``--variants a,b``; the run uses the local executor.
+some with ``--variants a,b``; any executor (``--executor process``) runs them.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Choose the ``lifelong`` agent's hyperparameters on held-out training data, never on test.
 
-Registers, in this process only, one agent per candidate configuration and runs them all
+Runs, as named variants of ``lifelong``, one agent per candidate configuration, all
 through the normal CLI protocol with ``--validation-fraction`` (default 0.2), so every
 number it prints comes from a share of each task's *training* data held out from training:
 

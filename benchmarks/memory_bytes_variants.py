@@ -1,6 +1,6 @@
 """How ``lifelong`` spends a byte budget: its sample codec and memory policy, side by side.
 
-Registers, in this process only, one agent per way of keeping the samples and hands them to
+Runs, as named variants of ``lifelong``, one agent per way of keeping the samples through
 ``lifelong.cli.main`` with the other flags; ``benchmarks/memory_bytes.sh`` runs it on held-out
 training data (``--validation-fraction 0.2``) to choose ``LifelongConfig.bytes_codec`` and
 ``memory_policy``:

@@ -1,7 +1,8 @@
 """How the ``lifelong`` agent's slow weights were chosen: momentum and prediction share.
 
-Registers, in this process only, one agent per setting of ``LifelongConfig.slow_momentum``
-and ``slow_share`` and hands them to ``lifelong.cli.main`` with the other flags;
+Runs, as named variants of ``lifelong``, one agent per setting of
+``LifelongConfig.slow_momentum`` and ``slow_share`` through ``lifelong.cli.main`` with the other
+flags;
 ``benchmarks/slow_weights_search.sh`` runs it on held-out training data
 (``--validation-fraction 0.2``) of rotated- and permuted-MNIST at memory 200:
 

@@ -248,3 +248,17 @@ def _typed(where: str, value: Any, kind: Any) -> Any:
         return value
     expected = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
     raise ConfigError(f"{where} must be {expected.get(kind, str(kind))}, got {value!r}")
+
+
+def settings_record(variants: Mapping[str, str], agent: str, options: Any) -> dict[str, Any]:
+    """What a run record says of its agent's settings.
+
+    ``agent_settings``: the resolved settings (``None`` for an agent without any); for a
+    variant, ``variant_of``: the registered agent it runs.
+    """
+    record: dict[str, Any] = {
+        "agent_settings": None if options is None else dataclasses.asdict(options)
+    }
+    if agent in variants:
+        record["variant_of"] = variants[agent]
+    return record

@@ -61,7 +61,7 @@ import types
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 from avalanche.core import SupervisedPlugin
@@ -588,6 +588,19 @@ def _records_within(agent: str, context: AgentContext, needed: int | None, what:
     )
 
 
+_Settings = TypeVar("_Settings")
+
+
+def _settings(context: AgentContext, kind: type[_Settings]) -> _Settings:
+    """The run's settings of a baseline (``--agent-option``), or its published defaults."""
+    options = context.options
+    if options is None:
+        return kind()
+    if not isinstance(options, kind):
+        raise TypeError(f"expected {kind.__name__} settings, got {type(options).__name__}")
+    return options
+
+
 def _parameter_bytes(context: AgentContext) -> int:
     return tensor_bytes(context.model.parameters())
 
@@ -639,6 +652,7 @@ def cumulative(context: AgentContext) -> SupervisedTemplate:
     "ewc",
     description="Elastic Weight Consolidation (Kirkpatrick et al. 2017), lambda 3.",
     scenarios=ALL_SCENARIOS,
+    options=EWCHParams,
 )
 def ewc(context: AgentContext) -> SupervisedTemplate:
     """Penalise moving weights important to past tasks (diagonal Fisher, one per task).
@@ -646,7 +660,7 @@ def ewc(context: AgentContext) -> SupervisedTemplate:
     References:
         Kirkpatrick et al., "Overcoming catastrophic forgetting in neural networks", PNAS 2017.
     """
-    hp = EWCHParams()
+    hp = _settings(context, EWCHParams)
     per_task = 2 * _parameter_bytes(context)
     needed = per_task * (context.stream.n_tasks if hp.mode == "separate" else 1)
     what = "an importance and an anchor per parameter per task"
@@ -658,6 +672,7 @@ def ewc(context: AgentContext) -> SupervisedTemplate:
     "si",
     description="Synaptic Intelligence (Zenke et al. 2017), c 0.1, xi 0.1.",
     scenarios=ALL_SCENARIOS,
+    options=SIHParams,
 )
 def si(context: AgentContext) -> SupervisedTemplate:
     """Penalise moving weights by their path-integral importance.
@@ -665,7 +680,7 @@ def si(context: AgentContext) -> SupervisedTemplate:
     References:
         Zenke, Poole & Ganguli, "Continual Learning Through Synaptic Intelligence", ICML 2017.
     """
-    hp = SIHParams()
+    hp = _settings(context, SIHParams)
     _records_within(
         "si", context, 4 * _parameter_bytes(context),
         "importances, anchors, path integrals and start weights, one per parameter",
@@ -678,6 +693,7 @@ def si(context: AgentContext) -> SupervisedTemplate:
     "lwf",
     description="Learning without Forgetting (Li & Hoiem 2016), alpha 1, temperature 2.",
     scenarios=ALL_SCENARIOS,
+    options=LwFHParams,
 )
 def lwf(context: AgentContext) -> SupervisedTemplate:
     """Distil the previous model's outputs on the new data.
@@ -685,7 +701,7 @@ def lwf(context: AgentContext) -> SupervisedTemplate:
     References:
         Li & Hoiem, "Learning without Forgetting", ECCV 2016.
     """
-    hp = LwFHParams()
+    hp = _settings(context, LwFHParams)
     _records_within("lwf", context, _parameter_bytes(context), "a copy of the previous model")
     return LwF(**common_arguments(context), alpha=hp.alpha, temperature=hp.temperature)
 
@@ -695,6 +711,7 @@ def lwf(context: AgentContext) -> SupervisedTemplate:
     description="Experience replay (Chaudhry et al. 2019): memory_size samples, 10 per step.",
     scenarios=ALL_SCENARIOS,
     uses_memory=True,
+    options=ReplayHParams,
 )
 def replay(context: AgentContext) -> SupervisedTemplate:
     """Mix samples from a buffer balanced over past experiences into every batch.
@@ -702,7 +719,7 @@ def replay(context: AgentContext) -> SupervisedTemplate:
     References:
         Chaudhry et al., "On Tiny Episodic Memories in Continual Learning", arXiv 2019.
     """
-    hp, size = ReplayHParams(), _memory_size("replay", context)
+    hp, size = _settings(context, ReplayHParams), _memory_size("replay", context)
     plugin = ReplayPlugin(
         mem_size=size,
         batch_size_mem=hp.memory_batch_size,
@@ -716,6 +733,7 @@ def replay(context: AgentContext) -> SupervisedTemplate:
     description="Gradient Episodic Memory (Lopez-Paz & Ranzato 2017), gamma 0.5.",
     scenarios=ALL_SCENARIOS,
     uses_memory=True,
+    options=GEMHParams,
 )
 def gem(context: AgentContext) -> SupervisedTemplate:
     """Project each gradient so no past task's memory loss increases (a QP per step).
@@ -723,7 +741,7 @@ def gem(context: AgentContext) -> SupervisedTemplate:
     References:
         Lopez-Paz & Ranzato, "Gradient Episodic Memory for Continual Learning", NeurIPS 2017.
     """
-    hp = GEMHParams()
+    hp = _settings(context, GEMHParams)
     return GEM(
         **common_arguments(context),
         patterns_per_exp=_memory_per_task("gem", context),
@@ -736,6 +754,7 @@ def gem(context: AgentContext) -> SupervisedTemplate:
     description="Averaged GEM (Chaudhry et al. 2019), 256 memory samples per reference gradient.",
     scenarios=ALL_SCENARIOS,
     uses_memory=True,
+    options=AGEMHParams,
 )
 def agem(context: AgentContext) -> SupervisedTemplate:
     """Project each gradient against the average gradient of a memory sample.
@@ -744,7 +763,7 @@ def agem(context: AgentContext) -> SupervisedTemplate:
         Chaudhry, Ranzato, Rohrbach & Elhoseiny, "Efficient Lifelong Learning with A-GEM",
         ICLR 2019.
     """
-    hp = AGEMHParams()
+    hp = _settings(context, AGEMHParams)
     return AGEM(
         **common_arguments(context),
         patterns_per_exp=_memory_per_task("agem", context),
@@ -757,6 +776,7 @@ def agem(context: AgentContext) -> SupervisedTemplate:
     description="Dark Experience Replay++ (Buzzega et al. 2020), alpha 1, beta 0.5.",
     scenarios=SINGLE_HEAD_SCENARIOS,
     uses_memory=True,
+    options=DERHParams,
 )
 def der(context: AgentContext) -> SupervisedTemplate:
     """Replay past samples with their labels and the logits the model gave them.
@@ -768,7 +788,7 @@ def der(context: AgentContext) -> SupervisedTemplate:
         Buzzega, Boschini, Porrello, Abati & Calderara, "Dark Experience for General
         Continual Learning: a Strong, Simple Baseline", NeurIPS 2020.
     """
-    hp = DERHParams()
+    hp = _settings(context, DERHParams)
     common = common_arguments(context)
     if context.stream.scenario is Scenario.CLASS_INCREMENTAL:
         common["optimizer"] = torch.optim.SGD(
@@ -790,6 +810,7 @@ def der(context: AgentContext) -> SupervisedTemplate:
     description="ER with asymmetric cross-entropy (Caccia et al. 2022), 10 replayed per step.",
     scenarios=ALL_SCENARIOS,
     uses_memory=True,
+    options=ERACEHParams,
 )
 def er_ace(context: AgentContext) -> SupervisedTemplate:
     """Replay with the incoming batch's loss restricted to its own classes.
@@ -798,7 +819,7 @@ def er_ace(context: AgentContext) -> SupervisedTemplate:
         Caccia, Aljundi, Asadi, Tuytelaars, Pineau & Belilovsky, "New Insights on Reducing
         Abrupt Representation Change in Online Continual Learning", ICLR 2022.
     """
-    hp, size = ERACEHParams(), _memory_size("er-ace", context)
+    hp, size = _settings(context, ERACEHParams), _memory_size("er-ace", context)
     strategy = ER_ACE(
         **common_arguments(context), mem_size=size, batch_size_mem=hp.memory_batch_size
     )
@@ -811,6 +832,7 @@ def er_ace(context: AgentContext) -> SupervisedTemplate:
     description="Maximally Interfered Retrieval (Aljundi et al. 2019), 10 of 50 candidates.",
     scenarios=ALL_SCENARIOS,
     uses_memory=True,
+    options=MIRHParams,
 )
 def mir(context: AgentContext) -> SupervisedTemplate:
     """Replay the memory samples a virtual SGD step would hurt most.
@@ -819,7 +841,7 @@ def mir(context: AgentContext) -> SupervisedTemplate:
         Aljundi, Caccia, Belilovsky, Caccia, Lin, Charlin & Tuytelaars, "Online Continual
         Learning with Maximally Interfered Retrieval", NeurIPS 2019.
     """
-    hp, size = MIRHParams(), _memory_size("mir", context)
+    hp, size = _settings(context, MIRHParams), _memory_size("mir", context)
     plugin = _MIRPlugin(batch_size_mem=hp.memory_batch_size, mem_size=size, subsample=hp.subsample)
     return SupervisedTemplate(**common_arguments(context, extra_plugins=[plugin]))
 
@@ -829,6 +851,7 @@ def mir(context: AgentContext) -> SupervisedTemplate:
     description="La-MAML (Gupta et al. 2020): meta-learned per-parameter learning rates.",
     scenarios=ALL_SCENARIOS,
     uses_memory=True,
+    options=LaMAMLHParams,
 )
 def lamaml(context: AgentContext) -> SupervisedTemplate:
     """Meta-learn weights and per-parameter learning rates on current and replayed data.
@@ -842,7 +865,7 @@ def lamaml(context: AgentContext) -> SupervisedTemplate:
         NeurIPS 2020.
     """
     # Its learned learning rates: one per weight, kept beside the memory.
-    hp = LaMAMLHParams()
+    hp = _settings(context, LaMAMLHParams)
     size = _memory_size("lamaml", context, fixed=_parameter_bytes(context))
     net = context.model if is_multi_task_module(context.model) else _IgnoreTaskLabels(context.model)
     initial_weights = copy.deepcopy(net.state_dict())

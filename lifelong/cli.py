@@ -106,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="an agent's own setting, repeatable (e.g. lifelong.retrieval=false)",
     )
     add(
+        "--agent-variant",
+        action="append",
+        metavar="NAME=AGENT",
+        help="compare agent AGENT under the name NAME, with the settings --agent-option "
+        "NAME.KEY=VALUE gives it; repeatable (e.g. der-a03=der)",
+    )
+    add(
         "--validation-fraction",
         type=float,
         help="hold out this share of every task's training data and evaluate on it instead "
@@ -195,6 +202,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     )
     if args.agent_option:
         run_updates["agent_options"] = _agent_options(config.agent_options, args.agent_option)
+    if args.agent_variant:
+        run_updates["variants"] = _variants(config.variants, args.agent_variant)
     if args.agents is not None:
         run_updates["agents"] = tuple(a.strip() for a in args.agents.split(",") if a.strip())
     if args.seeds is not None:
@@ -308,7 +317,8 @@ def _agent_options(
     options = {agent: dict(settings) for agent, settings in base.items()}
     for pair in pairs:
         name, sep, text = pair.partition("=")
-        agent, dot, key = name.strip().partition(".")
+        # Settings have no dots; agent and variant names may (ll-slow0.998).
+        agent, dot, key = name.strip().rpartition(".")
         if not (sep and dot and agent and key):
             raise ConfigError(
                 f"--agent-option must look like AGENT.KEY=VALUE (e.g. lifelong.retrieval=false), "
@@ -316,6 +326,19 @@ def _agent_options(
             )
         options.setdefault(agent, {})[key] = _literal(text.strip())
     return options
+
+
+def _variants(base: Mapping[str, str], pairs: Sequence[str]) -> dict[str, str]:
+    """``base`` with each ``NAME=AGENT`` of ``pairs`` added."""
+    variants = dict(base)
+    for pair in pairs:
+        name, sep, agent = (part.strip() for part in pair.partition("="))
+        if not (sep and name and agent):
+            raise ConfigError(
+                f"--agent-variant must look like NAME=AGENT (e.g. der-a03=der), got {pair!r}"
+            )
+        variants[name] = agent
+    return variants
 
 
 def _literal(text: str) -> Any:

@@ -115,6 +115,10 @@ class RunConfig:
             saves none and a killed one reruns at most this long.
         agent_options: Per agent, settings of its own that replace its defaults, e.g.
             ``{"lifelong": {"retrieval": False}}`` (``--agent-option lifelong.retrieval=false``).
+        variants: Named variants: a name used in ``agents`` mapped to the registered agent
+            it runs, with the settings ``agent_options`` holds under that name (in a file,
+            ``agents: [der, {name: der, as: der-a03, alpha: 0.3}]``; on the command line,
+            ``--agent-variant der-a03=der --agent-option der-a03.alpha=0.3``).
     """
 
     stream: StreamConfig = field(default_factory=StreamConfig)
@@ -132,6 +136,11 @@ class RunConfig:
     checkpoint_every_s: float = 30.0
     cache_dir: str | None = "runs/pretrained"
     agent_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    variants: Mapping[str, str] = field(default_factory=dict)
+
+    def registered_agent(self, name: str) -> str:
+        """The registered agent that ``name`` (an agent or a variant) runs."""
+        return self.variants.get(name, name)
 
 
 def validate(config: RunConfig) -> RunConfig:
@@ -212,6 +221,12 @@ def validate(config: RunConfig) -> RunConfig:
         f"--evaluator must be one of {', '.join(EVALUATORS)}, got {config.evaluator!r}",
     )
     _check_agent_options_shape(config.agent_options)
+    for variant, agent in config.variants.items():
+        _require(
+            isinstance(agent, str) and variant in config.agents,
+            f"variant {variant!r} of {agent!r} is defined but not compared; add it to --agents "
+            "or drop it",
+        )
     return config
 
 
@@ -318,9 +333,20 @@ def config_from_dict(data: Mapping[str, Any], base: RunConfig | None = None) -> 
         elif key == "train":
             updates[key] = _nested(value, base.train, "train")
         elif key == "agents":
-            updates[key] = _as_tuple(value, key)
+            names, variants, options = _agent_entries(value)
+            updates[key] = names
+            if variants:
+                updates["variants"] = {**base.variants, **variants}
+            if options:
+                given = data.get("agent_options", base.agent_options)
+                merged = {k: dict(v) for k, v in given.items()}
+                for name, settings in options.items():
+                    merged.setdefault(name, {}).update(settings)
+                updates["agent_options"] = merged
         elif key == "seeds":
             updates[key] = parse_seeds(value)
+        elif key == "agent_options" and "agent_options" in updates:
+            continue  # already merged with the settings given in ``agents``
         else:
             updates[key] = value
     try:
@@ -351,6 +377,44 @@ def load_config_file(path: Path, base: RunConfig | None = None) -> RunConfig:
     if not isinstance(data, Mapping):
         raise ConfigError(f"config file {str(path)!r} must hold a mapping of settings")
     return config_from_dict(data, base)
+
+
+def _agent_entries(
+    value: Any,
+) -> tuple[tuple[str, ...], dict[str, str], dict[str, dict[str, Any]]]:
+    """Read ``agents``: names, or mappings ``{name: AGENT, as: VARIANT, SETTING: VALUE...}``.
+
+    Returns:
+        The names to compare (a variant's ``as``), the variants (name to agent) and the
+        settings given in the entries (by name).
+
+    Raises:
+        ConfigError: On an entry that is neither a name nor a mapping with a ``name``.
+    """
+    if not isinstance(value, list | tuple):
+        return _as_tuple(value, "agents"), {}, {}
+    names: list[str] = []
+    variants: dict[str, str] = {}
+    options: dict[str, dict[str, Any]] = {}
+    for entry in value:
+        if isinstance(entry, str):
+            names.append(entry)
+            continue
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("name"), str):
+            raise ConfigError(
+                f"each entry of agents must be a name or a mapping with a name, e.g. "
+                f"{{name: der, as: der-a03, alpha: 0.3}}; got {entry!r}"
+            )
+        settings = {k: v for k, v in entry.items() if k not in ("name", "as")}
+        name = entry.get("as", entry["name"])
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"'as' of agent {entry['name']!r} must be a name, got {name!r}")
+        if name != entry["name"]:
+            variants[name] = entry["name"]
+        names.append(name)
+        if settings:
+            options[name] = settings
+    return tuple(names), variants, options
 
 
 def _nested(value: Any, base: Any, name: str) -> Any:

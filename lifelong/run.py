@@ -15,7 +15,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -42,6 +42,7 @@ from lifelong.agents import (
     check_scenario,
     get_agent,
     make_agent,
+    settings_record,
 )
 from lifelong.baselines import quiet_library_warnings, stored_samples
 from lifelong.budget import ByteBudgetCheck, memory_bytes_by_kind
@@ -152,7 +153,9 @@ def _run(config: RunConfig, progress: bool, *, resuming: bool) -> dict[str, Any]
     built = build_stream(config.stream, config.seeds[0])
     # Resolved once, so the saved config and the caller name the same folder.
     out_dir = output_dir(config, built.name)
-    config = replace(config, agents=resolve_agents(config.agents, built), out=str(out_dir))
+    config = replace(
+        config, agents=resolve_agents(config.agents, built, config.variants), out=str(out_dir)
+    )
     _check_agent_options(config)
     if isinstance(built, SwitchingStream):
         return _run_task_switching(config, out_dir, progress, resuming=resuming)
@@ -360,6 +363,7 @@ def _job_record(
         "memory_bytes": sum(by_kind.values()),
         "memory_bytes_by_kind": by_kind,
         "memory_bytes_by_experience": bytes_check.by_experience if bytes_check else [],
+        **settings_record(job.config.variants, job.agent, job_options(job)),
         **{key: value for report in reports if callable(report) for key, value in report().items()},
     }
 
@@ -377,11 +381,10 @@ def _build_strategy(
     _add_every_head(model, stream)
     ram_interval = RAM_SAMPLE_INTERVAL_S if config.ram_metrics else None
     evaluator = make_evaluator(ram_interval_s=ram_interval, metrics=config.evaluator != "tensor")
-    options = agent_options(job.agent, config.agent_options.get(job.agent, {}))
     context = AgentContext(
-        model, config.train, facts, device, evaluator, plugins, job.seed, options
+        model, config.train, facts, device, evaluator, plugins, job.seed, job_options(job)
     )
-    strategy = make_agent(job.agent, context)
+    strategy = make_agent(config.registered_agent(job.agent), context)
     if not isinstance(strategy, BaseTemplate):
         raise TypeError(
             f"agent {job.agent!r} built a {type(strategy).__name__} for a task sequence; "
@@ -396,6 +399,13 @@ def _build_strategy(
     else:
         strategy.plugins.insert(0, IsolatedEvalRandomness())
     return strategy, evaluator
+
+
+def job_options(job: Job) -> Any:
+    """The settings of the job's agent (or variant), with the run's overrides applied."""
+    config = job.config
+    name = config.registered_agent(job.agent)
+    return agent_options(name, config.agent_options.get(job.agent, {}))
 
 
 def _add_every_head(model: torch.nn.Module, stream: TaskStream) -> None:
@@ -443,17 +453,27 @@ def _check_agent_options(config: RunConfig) -> None:
     Raises:
         ConfigError: Naming the agent or setting and the fix.
     """
+    for variant in config.variants:
+        if variant in available_agents():
+            raise ConfigError(
+                f"variant name {variant!r} is a registered agent's; give the variant another "
+                "name"
+            )
     for name, overrides in config.agent_options.items():
         if name not in config.agents:
             raise ConfigError(
                 f"--agent-option names agent {name!r}, which this run does not compare "
                 f"({', '.join(config.agents)}); add it to --agents or drop the option"
             )
-        agent_options(name, overrides)
+        agent_options(config.registered_agent(name), overrides)
 
 
-def resolve_agents(names: Sequence[str], stream: TaskStream | SwitchingStream) -> tuple[str, ...]:
-    """Expand ``all`` and check every agent can run on the stream's scenario.
+def resolve_agents(
+    names: Sequence[str],
+    stream: TaskStream | SwitchingStream,
+    variants: Mapping[str, str] | None = None,
+) -> tuple[str, ...]:
+    """Expand ``all`` and check every agent (a variant: the agent it runs) fits the stream.
 
     Raises:
         UnknownAgentError: On an unknown name.
@@ -464,7 +484,7 @@ def resolve_agents(names: Sequence[str], stream: TaskStream | SwitchingStream) -
             name for name, entry in available_agents().items() if stream.scenario in entry.scenarios
         )
     for name in names:
-        check_scenario(get_agent(name), stream.scenario, stream.name)
+        check_scenario(get_agent((variants or {}).get(name, name)), stream.scenario, stream.name)
     return tuple(names)
 
 

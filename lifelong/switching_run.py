@@ -20,7 +20,6 @@ import math
 import random
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, cast
 
@@ -30,7 +29,13 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from tqdm import tqdm
 
-from lifelong.agents import AgentContext, StreamFacts, agent_options, make_agent
+from lifelong.agents import (
+    AgentContext,
+    StreamFacts,
+    agent_options,
+    make_agent,
+    settings_record,
+)
 from lifelong.budget import KINDS
 from lifelong.checkpoint import JobFiles, read_job_result, write_job_result
 from lifelong.config import RunConfig, config_to_dict
@@ -161,9 +166,9 @@ def _job(
         make_evaluator(ram_interval_s=None, metrics=False),
         (),
         seed,
-        agent_options(agent, config.agent_options.get(agent, {})),
+        agent_options(config.registered_agent(agent), config.agent_options.get(agent, {})),
     )
-    learner = make_agent(agent, context)
+    learner = make_agent(config.registered_agent(agent), context)
     began = time.perf_counter()
     accuracies = prequential_accuracies(stream, learner)
     wall = time.perf_counter() - began
@@ -173,7 +178,7 @@ def _job(
         **prequential_metrics(accuracies, stream.truth, _RECOVERY_LAGS),
         "ground_truth": stream.truth.as_dict(),
         "wall_time_s": wall,
-        "agent_settings": None if context.options is None else asdict(context.options),
+        **settings_record(config.variants, agent, context.options),
     }
     # What an agent reports of itself: bytes it keeps (none if it says nothing), its decisions.
     by_kind = getattr(learner, "memory_bytes_by_kind", None)

@@ -248,3 +248,36 @@ def test_a_healthy_run_records_no_divergence(tmp_path, capsys):
     (record,) = json.loads((out / "results.json").read_text())["runs"]
     assert record["diverged"] is None
 
+
+def test_a_named_variant_runs_in_a_process_pool_with_its_own_settings(tmp_path):
+    out = tmp_path / "out"
+    code = main(["--agents", "der,der-a03", "--agent-variant", "der-a03=der",
+                 "--agent-option", "der-a03.alpha=0.3", "--seeds", "0", "--n-tasks", "2",
+                 "--memory-size", "20", "--executor", "process", "--workers", "2",
+                 "--out", str(out), "--quiet"])
+    assert code == 0
+    runs = {r["agent"]: r for r in json.loads((out / "results.json").read_text())["runs"]}
+    assert runs["der-a03"]["agent_settings"]["alpha"] == 0.3
+    assert runs["der-a03"]["variant_of"] == "der"
+    assert runs["der"]["agent_settings"]["alpha"] == 1.0 and "variant_of" not in runs["der"]
+    assert runs["der"]["accuracy_matrix"] != runs["der-a03"]["accuracy_matrix"]
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--agents", "der,replay", "--agent-variant", "replay=der"],
+         "variant name 'replay' is a registered agent's"),
+        (["--agents", "der", "--agent-option", "der.alpah=0.3"],
+         "agent 'der' has no setting 'alpah'; valid: alpha, beta"),
+        (["--agents", "der", "--agent-option", "der.alpha=high"],
+         "der.alpha must be a number, got 'high'"),
+        (["--agents", "x", "--agent-variant", "x"], "--agent-variant must look like NAME=AGENT"),
+        (["--agents", "x", "--agent-variant", "x=nope"], "unknown agent 'nope'"),
+    ],
+)
+def test_bad_variants_and_agent_options_give_one_line(args, expected, capsys, tmp_path):
+    code = main([*args, "--seeds", "0", "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert expected in err, err

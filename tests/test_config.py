@@ -126,3 +126,34 @@ def test_integers_are_numbers_and_none_where_allowed():
     config = config_from_dict({"train": {"lr": 1, "memory_bytes": None}, "workers": None})
     assert validate(config).train.lr == 1
 
+
+def test_agent_entries_define_named_variants_with_their_settings():
+    config = config_from_dict(
+        {
+            "agents": [
+                "der",
+                {"name": "der", "as": "der-a03", "alpha": 0.3},
+                {"name": "lifelong", "retrieval": False},
+            ],
+            "agent_options": {"der": {"beta": 0.4}},
+        }
+    )
+    assert config.agents == ("der", "der-a03", "lifelong")
+    assert config.variants == {"der-a03": "der"}
+    assert config.agent_options == {
+        "der": {"beta": 0.4},
+        "der-a03": {"alpha": 0.3},
+        "lifelong": {"retrieval": False},
+    }
+    assert config.registered_agent("der-a03") == "der"
+    assert config.registered_agent("der") == "der"
+    assert validate(config) is config
+
+
+def test_bad_agent_entries_give_one_line():
+    with pytest.raises(ConfigError, match="a name or a mapping with a name"):
+        config_from_dict({"agents": [{"as": "x"}]})
+    with pytest.raises(ConfigError, match="'as' of agent 'der' must be a name"):
+        config_from_dict({"agents": [{"name": "der", "as": 3}]})
+    with pytest.raises(ConfigError, match="variant 'der-a03' of 'der' is defined but not compared"):
+        validate(RunConfig(agents=("der",), variants={"der-a03": "der"}))
