@@ -8,10 +8,15 @@ strategy ready for ``strategy.train(train_stream, eval_streams=[test_stream])``.
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import importlib.util
 import inspect
+import sys
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -156,16 +161,92 @@ def available_agents() -> dict[str, AgentEntry]:
 
 
 def get_agent(name: str) -> AgentEntry:
-    """Look an agent up by name.
+    """Look an agent up: a registered name, an entry point, or a factory reference.
+
+    In order: an agent registered with ``register_agent``; an agent an installed package
+    advertises in the entry-point group ``lifelong.agents`` (``name =
+    "package.module:factory"``); a reference ``path/to/file.py:factory`` or
+    ``package.module:factory``. A plug-in's factory may be registered with
+    ``register_agent`` in its own module (its scenarios, memory use and settings then
+    apply); a plain function is taken as an agent for every task-sequence scenario, without
+    settings of its own.
 
     Raises:
-        UnknownAgentError: If ``name`` is not registered; the message lists valid names.
+        UnknownAgentError: If nothing matches; the message lists the registered names.
     """
-    if name not in _REGISTRY:
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name in _PLUGINS:
+        return _PLUGINS[name]
+    for point in entry_points(group=ENTRY_POINT_GROUP):
+        if point.name == name:
+            return _plugin(name, point.load())
+    if ":" in name:
+        return _plugin(name, _load_reference(name))
+    raise UnknownAgentError(
+        f"unknown agent {name!r}; choose from: {', '.join(available_agents())}, or pass "
+        "path/to/file.py:factory or package.module:factory"
+    )
+
+
+ENTRY_POINT_GROUP = "lifelong.agents"
+"""Entry-point group in which installed packages advertise agent factories."""
+
+_PLUGINS: dict[str, AgentEntry] = {}
+"""Agents reached by entry point or reference, loaded once per process."""
+
+
+def _plugin(name: str, factory: Any) -> AgentEntry:
+    if not callable(factory):
         raise UnknownAgentError(
-            f"unknown agent {name!r}; choose from: {', '.join(available_agents())}"
+            f"agent {name!r} is a {type(factory).__name__}, not a factory; name a function "
+            "that takes an AgentContext and returns a strategy"
         )
-    return _REGISTRY[name]
+    registered = [entry for entry in _REGISTRY.values() if entry.factory is factory]
+    if registered:
+        entry = dataclasses.replace(registered[0], name=name)
+    else:
+        doc = inspect.getdoc(factory) or ""
+        line = doc.strip().splitlines()[0] if doc.strip() else f"plug-in agent {name}"
+        entry = AgentEntry(name, factory, line, frozenset(ALL_SCENARIOS), False, None)
+    _PLUGINS[name] = entry
+    return entry
+
+
+def _load_reference(reference: str) -> Any:
+    module_part, _, attribute = reference.rpartition(":")
+    try:
+        if module_part.endswith(".py"):
+            path = Path(module_part).resolve()
+            if not path.is_file():
+                raise UnknownAgentError(
+                    f"agent {reference!r}: file {module_part!r} does not exist; check the path"
+                )
+            # One module per file, named by its path, so two files with one stem stay apart.
+            module_name = f"_lifelong_user_agent_{abs(hash(path))}"
+            module = sys.modules.get(module_name)
+            if module is None:
+                spec = importlib.util.spec_from_file_location(module_name, path)
+                assert spec is not None and spec.loader is not None
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[module_name] = module
+                try:
+                    spec.loader.exec_module(module)
+                except BaseException:
+                    del sys.modules[module_name]
+                    raise
+        else:
+            module = importlib.import_module(module_part)
+    except ImportError as error:
+        raise UnknownAgentError(
+            f"agent {reference!r}: cannot import {module_part!r} ({error}); check the path"
+        ) from error
+    if not hasattr(module, attribute):
+        raise UnknownAgentError(
+            f"agent {reference!r}: {module_part!r} has no attribute {attribute!r}; name its "
+            "factory function"
+        )
+    return getattr(module, attribute)
 
 
 def make_agent(name: str, context: AgentContext) -> SupervisedTemplate | OnlineLearner:

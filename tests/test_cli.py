@@ -281,3 +281,73 @@ def test_bad_variants_and_agent_options_give_one_line(args, expected, capsys, tm
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
     assert expected in err, err
+
+
+EXTERNAL_AGENTS = textwrap.dedent(
+    """
+    from dataclasses import dataclass
+
+    from avalanche.training.supervised import Naive
+
+    from lifelong.agents import register_agent
+    from lifelong.baselines import common_arguments
+
+
+    def plain(context):
+        '''Fine-tuning, from a file outside the package.'''
+        return Naive(**common_arguments(context))
+
+
+    @dataclass(frozen=True)
+    class ScaledSettings:
+        lr_scale: float = 1.0
+
+
+    @register_agent("scaled-naive-plugin", options=ScaledSettings)
+    def scaled(context):
+        '''Fine-tuning with a scaled learning rate.'''
+        arguments = common_arguments(context)
+        for group in arguments["optimizer"].param_groups:
+            group["lr"] *= context.options.lr_scale
+        return Naive(**arguments)
+    """
+)
+
+
+def test_agents_from_a_file_outside_the_package(tmp_path):
+    agent_file = tmp_path / "my_agents.py"
+    agent_file.write_text(EXTERNAL_AGENTS)
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        f"agents: ['{agent_file}:plain',\n"
+        f"         {{name: '{agent_file}:scaled', as: slow-naive, lr_scale: 0.1}}]\n"
+        "seeds: [0]\nstream: {n_tasks: 2}\n"
+    )
+    out = tmp_path / "out"
+    assert main(["--config", str(config), "--out", str(out), "--quiet"]) == 0
+    runs = json.loads((out / "results.json").read_text())["runs"]
+    assert [r["agent"] for r in runs] == [f"{agent_file}:plain", "slow-naive"]
+    assert runs[0]["agent_settings"] is None
+    assert runs[1]["agent_settings"] == {"lr_scale": 0.1}
+    assert runs[0]["accuracy_matrix"] != runs[1]["accuracy_matrix"]
+
+
+def test_an_agent_from_an_installed_entry_point(tmp_path):
+    (tmp_path / "plug_agents.py").write_text(EXTERNAL_AGENTS)
+    dist_info = tmp_path / "plug_agents-1.0.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text("Metadata-Version: 2.1\nName: plug-agents\nVersion: 1.0\n")
+    (dist_info / "entry_points.txt").write_text("[lifelong.agents]\nplain = plug_agents:plain\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    done = _cli("--agents", "plain", "--seeds", "0", "--n-tasks", "2",
+                "--out", str(tmp_path / "out"), "--quiet", env=env)
+    assert done.returncode == 0, done.stderr
+    assert "plain" in done.stdout
+
+
+def test_a_missing_agent_file_gives_one_line(tmp_path, capsys):
+    code = main(["--agents", "nowhere.py:build", "--seeds", "0",
+                 "--out", str(tmp_path / "out"), "--quiet"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "file 'nowhere.py' does not exist" in err
