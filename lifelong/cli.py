@@ -106,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="an agent's own setting, repeatable (e.g. lifelong.retrieval=false)",
     )
     add(
+        "--logger",
+        action="append",
+        choices=("tensorboard", "csv"),
+        help="also write every job's accuracy matrix through this Avalanche logger, "
+        "repeatable (files under OUT/logs/)",
+    )
+    add(
         "--agent-variant",
         action="append",
         metavar="NAME=AGENT",
@@ -202,6 +209,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
     )
     if args.agent_option:
         run_updates["agent_options"] = _agent_options(config.agent_options, args.agent_option)
+    if args.logger:
+        run_updates["loggers"] = tuple(dict.fromkeys(args.logger))
     if args.agent_variant:
         run_updates["variants"] = _variants(config.variants, args.agent_variant)
     if args.agents is not None:

@@ -20,6 +20,7 @@ import yaml
 EXECUTORS = ("local", "process", "ray")
 DEVICES = ("auto", "cpu", "cuda")
 EVALUATORS = ("tensor", "avalanche")
+LOGGERS = ("tensorboard", "csv")
 
 
 class ConfigError(ValueError):
@@ -119,6 +120,8 @@ class RunConfig:
             it runs, with the settings ``agent_options`` holds under that name (in a file,
             ``agents: [der, {name: der, as: der-a03, alpha: 0.3}]``; on the command line,
             ``--agent-variant der-a03=der --agent-option der-a03.alpha=0.3``).
+        loggers: Avalanche loggers that also get every job's accuracy matrix, row by row
+            (``tensorboard``, ``csv``; ``lifelong.loggers``), under ``<out>/logs/``.
     """
 
     stream: StreamConfig = field(default_factory=StreamConfig)
@@ -137,6 +140,7 @@ class RunConfig:
     cache_dir: str | None = "runs/pretrained"
     agent_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     variants: Mapping[str, str] = field(default_factory=dict)
+    loggers: tuple[str, ...] = ()
 
     def registered_agent(self, name: str) -> str:
         """The registered agent that ``name`` (an agent or a variant) runs."""
@@ -219,6 +223,15 @@ def validate(config: RunConfig) -> RunConfig:
     _require(
         config.evaluator in EVALUATORS,
         f"--evaluator must be one of {', '.join(EVALUATORS)}, got {config.evaluator!r}",
+    )
+    unknown_loggers = sorted(set(config.loggers) - set(LOGGERS))
+    _require(
+        not unknown_loggers,
+        f"--logger must be one of {', '.join(LOGGERS)}, got {', '.join(unknown_loggers)}",
+    )
+    _require(
+        not config.loggers or config.evaluator == "tensor",
+        "--logger logs the tensor evaluator's matrix; drop --evaluator avalanche or --logger",
     )
     _check_agent_options_shape(config.agent_options)
     for variant, agent in config.variants.items():
@@ -345,6 +358,8 @@ def config_from_dict(data: Mapping[str, Any], base: RunConfig | None = None) -> 
                 updates["agent_options"] = merged
         elif key == "seeds":
             updates[key] = parse_seeds(value)
+        elif key == "loggers":
+            updates[key] = _as_tuple(value, key)
         elif key == "agent_options" and "agent_options" in updates:
             continue  # already merged with the settings given in ``agents``
         else:

@@ -64,6 +64,7 @@ from lifelong.evaluation import (
     make_evaluator,
     peak_ram_mb,
 )
+from lifelong.loggers import MatrixLoggers
 from lifelong.metrics import summarize_matrix
 from lifelong.models import build_model
 from lifelong.report import summarize_runs, write_outputs
@@ -188,6 +189,11 @@ def _run_task_switching(
     Raises:
         ConfigError: On a setting that applies to task sequences only.
     """
+    if config.loggers:
+        raise ConfigError(
+            "--logger writes task-sequence accuracy matrices; a task-switching run's "
+            "per-step accuracies are in results.json, so drop --logger"
+        )
     if config.stream.validation_fraction:
         raise ConfigError(
             "--validation-fraction applies to task-sequence streams; a task-switching run "
@@ -252,7 +258,10 @@ def run_job(job: Job, on_experience: ProgressCallback | None = None) -> dict[str
     torch.set_num_threads(job.config.threads)
     seed_everything(job.seed)
     stream = _task_sequence(build_stream(job.config.stream, job.seed))
-    plugins = [_ProgressPlugin(on_experience)] if on_experience else []
+    plugins: list[SupervisedPlugin] = [_ProgressPlugin(on_experience)] if on_experience else []
+    logs = _matrix_loggers(job)
+    if logs is not None:
+        plugins.append(logs)
     with quiet_library_warnings():
         strategy, finished, checkpointer = _start_job(job, stream, plugins, files)
         _report(on_experience, finished)
@@ -265,11 +274,23 @@ def run_job(job: Job, on_experience: ProgressCallback | None = None) -> dict[str
             strategy.train(train_stream[finished:], eval_streams=eval_streams)
         # The checkpointer's clock spans every session of the job and leaves out its saves.
         wall_time = checkpointer.wall_time_s if checkpointer else time.perf_counter() - started
+    if logs is not None:
+        logs.after_training(strategy)  # also when a resumed job had nothing left to train
+        logs.close()
     record = _job_record(job, stream, strategy, wall_time)
     if files is not None:
         write_job_result(files.result, record)
         files.checkpoint.unlink(missing_ok=True)
     return record
+
+
+def _matrix_loggers(job: Job) -> MatrixLoggers | None:
+    """The job's ``--logger`` plugin, writing under ``<out>/logs/<agent>__seed<s>/``."""
+    if not job.config.loggers or not job.config.out:
+        return None
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in job.agent)
+    folder = Path(job.config.out) / "logs" / f"{safe}__seed{job.seed}"
+    return MatrixLoggers(job.config.loggers, folder)
 
 
 def _start_job(

@@ -351,3 +351,33 @@ def test_a_missing_agent_file_gives_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "file 'nowhere.py' does not exist" in err
+
+
+def test_loggers_write_the_matrix_offline_as_tensorboard_events_and_csv(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "out"
+    assert main(["--agents", "replay", "--seeds", "0", "--n-tasks", "3", "--memory-size", "30",
+                 "--logger", "tensorboard", "--logger", "csv", "--out", str(out), "--quiet"]) == 0
+    (record,) = json.loads((out / "results.json").read_text())["runs"]
+    matrix = record["accuracy_matrix"]
+    folder = out / "logs" / "replay__seed0"
+    events = EventAccumulator(str(folder))
+    events.Reload()
+    for j in range(3):
+        scalars = events.Scalars(f"Top1_Acc_Exp/eval_phase/test_stream/Exp{j:03d}")
+        assert [s.step for s in scalars] == [0, 1, 2, 3]
+        assert [s.value for s in scalars] == pytest.approx([row[j] for row in matrix], abs=1e-6)
+    lines = (folder / "eval_results.csv").read_text().splitlines()
+    assert lines[0] == "eval_exp,training_exp,eval_accuracy,eval_loss,forgetting"
+    assert len(lines) == 1 + 4 * 3
+    last = [line.split(",") for line in lines[-3:]]
+    assert [float(cells[2]) for cells in last] == pytest.approx(matrix[3], abs=1e-4)
+    assert float(last[0][4]) == pytest.approx(matrix[1][0] - matrix[3][0], abs=1e-4)
+
+
+def test_loggers_need_the_tensor_evaluator(tmp_path, capsys):
+    code = main(["--agents", "naive", "--seeds", "0", "--logger", "csv", "--evaluator",
+                 "avalanche", "--out", str(tmp_path / "out"), "--quiet"])
+    assert code == 2
+    assert "--logger logs the tensor evaluator's matrix" in capsys.readouterr().err
