@@ -4,7 +4,7 @@ Runs measure the accuracy matrix with ``lifelong.tensor_evaluator`` by default; 
 is the Avalanche path, whose metric values a run also records, and the evaluation plugin
 every strategy needs either way (``make_evaluator(metrics=False)`` on the tensor path).
 
-The accuracy matrix needs a fixed evaluation schedule (AVALANCHE_NOTES.md): build the
+The accuracy matrix needs a fixed evaluation schedule (../shared/AVALANCHE_NOTES.md): build the
 strategy with ``eval_every=0`` and call
 ``strategy.train(benchmark.train_stream, eval_streams=[benchmark.test_stream])`` once. That
 evaluates the whole test stream before training and after every experience, giving each

@@ -2,10 +2,10 @@
 
 The accuracy matrix ``R`` has shape ``(T + 1, T)``: row 0 is measured before any training,
 row ``i`` (1..T) after training on task ``i``, and column ``j`` holds task ``j``'s test
-accuracy. DESIGN.md numbers tasks from 1, so task ``j`` is column ``j - 1`` of the array
-while row ``i`` is row ``i``: ``R[i][j]`` of the text is ``R[i, j - 1]`` here.
+accuracy. ../shared/DESIGN.md numbers tasks from 1, so task ``j`` is column ``j - 1`` of the
+array while row ``i`` is row ``i``: ``R[i][j]`` of the text is ``R[i, j - 1]`` here.
 
-Definitions (DESIGN.md, all means unweighted over tasks):
+Definitions (../shared/DESIGN.md, all means unweighted over tasks):
 
 - ACC = mean over j of R[T][j].
 - BWT = mean over j < T of R[T][j] - R[j][j]. Avalanche's ``StreamBWT`` equals it and its

@@ -34,7 +34,7 @@ class MultiHeadMLP(MultiTaskModule):
     """The MLP trunk with one output head per task, for task-incremental streams.
 
     Avalanche's ``MultiHeadClassifier`` runs with ``masking=False`` because its default
-    masking crashes on the new benchmark API (AVALANCHE_NOTES.md).
+    masking crashes on the new benchmark API (../shared/AVALANCHE_NOTES.md).
     """
 
     def __init__(self, in_features: int, n_classes: int, hidden: tuple[int, ...] = (100, 100)):

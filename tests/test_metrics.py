@@ -1,6 +1,6 @@
 """Metric functions against hand-computed accuracy matrices and properties of the maths.
 
-Indices in comments follow DESIGN.md: rows i = 0..T (0 = before training), tasks j = 1..T.
+Indices in comments follow ../shared/DESIGN.md: rows i = 0..T (0 = before training), tasks j = 1..T.
 """
 
 # R and T are the papers' names for the accuracy matrix and the number of tasks.
@@ -180,7 +180,7 @@ def accuracy_matrices(draw, max_tasks=8):
 
 
 def reference_metrics(R):
-    """DESIGN.md's formulas written literally with 1-based indices."""
+    """../shared/DESIGN.md's formulas written literally with 1-based indices."""
     T = R.shape[1]
 
     def r(i, j):  # row i = 0..T, task j = 1..T
