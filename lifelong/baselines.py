@@ -109,8 +109,8 @@ SINGLE_HEAD_SCENARIOS = frozenset({Scenario.CLASS_INCREMENTAL, Scenario.DOMAIN_I
 # --- Hyperparameters: published values, one frozen dataclass per method. -------------------
 # "GEM protocol" below means MNIST Rotations / Permutations, 20 tasks x 1,000 examples, one
 # epoch, batch 10, MLP 784-100-100-10, SGD lr 0.1 (../shared/DESIGN.md); where a paper gives
-# values for several benchmarks, the permuted-MNIST (or Split-MNIST for DER) value at that protocol is
-# the one kept, and the comment says so.
+# values for several benchmarks, the permuted-MNIST (or Split-MNIST for DER) value at that
+# protocol is the one kept, and the comment says so.
 
 
 @dataclass(frozen=True)
