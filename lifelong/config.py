@@ -352,6 +352,7 @@ def config_from_dict(data: Mapping[str, Any], base: RunConfig | None = None) -> 
                 updates["variants"] = {**base.variants, **variants}
             if options:
                 given = data.get("agent_options", base.agent_options)
+                _check_agent_options_shape(given)
                 merged = {k: dict(v) for k, v in given.items()}
                 for name, settings in options.items():
                     merged.setdefault(name, {}).update(settings)

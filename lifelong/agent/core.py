@@ -33,7 +33,7 @@ class LifelongAgent:
     At the end of a task (``end_task``) it offers the task's samples to the episodic memory,
     keeps the trained model's logits of those it stored, and records the task. With
     ``slow_momentum``, slow weights follow the trained ones as a moving average and
-    predictions mix both (``network``, ``agent.slow_weights``).
+    predictions mix both (``network``, ``lifelong.agent.slow_weights``).
 
     References:
         Gupta, Yadav & Paull, "La-MAML: Look-ahead Meta Learning for Continual Learning",
