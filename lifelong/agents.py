@@ -8,15 +8,11 @@ strategy ready for ``strategy.train(train_stream, eval_streams=[test_stream])``.
 from __future__ import annotations
 
 import dataclasses
-import importlib
-import importlib.util
 import inspect
-import sys
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from pathlib import Path
 from typing import Any, Protocol
 
 import torch
@@ -29,6 +25,7 @@ from lifelong.config import ConfigError, TrainConfig
 from lifelong.prequential import OnlineLearner
 from streams import Scenario
 from streams.base import TASK_SEQUENCE_SCENARIOS
+from streams.references import import_reference
 
 ALL_SCENARIOS = TASK_SEQUENCE_SCENARIOS
 """Every scenario of a sequence of tasks (class-, task- and domain-incremental). Task-switching
@@ -214,39 +211,9 @@ def _plugin(name: str, factory: Any) -> AgentEntry:
 
 
 def _load_reference(reference: str) -> Any:
-    module_part, _, attribute = reference.rpartition(":")
-    try:
-        if module_part.endswith(".py"):
-            path = Path(module_part).resolve()
-            if not path.is_file():
-                raise UnknownAgentError(
-                    f"agent {reference!r}: file {module_part!r} does not exist; check the path"
-                )
-            # One module per file, named by its path, so two files with one stem stay apart.
-            module_name = f"_lifelong_user_agent_{abs(hash(path))}"
-            module = sys.modules.get(module_name)
-            if module is None:
-                spec = importlib.util.spec_from_file_location(module_name, path)
-                assert spec is not None and spec.loader is not None
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[module_name] = module
-                try:
-                    spec.loader.exec_module(module)
-                except BaseException:
-                    del sys.modules[module_name]
-                    raise
-        else:
-            module = importlib.import_module(module_part)
-    except ImportError as error:
-        raise UnknownAgentError(
-            f"agent {reference!r}: cannot import {module_part!r} ({error}); check the path"
-        ) from error
-    if not hasattr(module, attribute):
-        raise UnknownAgentError(
-            f"agent {reference!r}: {module_part!r} has no attribute {attribute!r}; name its "
-            "factory function"
-        )
-    return getattr(module, attribute)
+    return import_reference(
+        reference, kind="agent", error=UnknownAgentError, hint="name its factory function"
+    )
 
 
 def make_agent(name: str, context: AgentContext) -> SupervisedTemplate | OnlineLearner:

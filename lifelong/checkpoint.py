@@ -95,9 +95,14 @@ class JobFiles:
     @classmethod
     def of(cls, out_dir: str | os.PathLike[str], agent: str, seed: int) -> JobFiles:
         """The files of ``agent`` on ``seed`` in the run folder ``out_dir``."""
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in agent)
-        folder = Path(out_dir) / FOLDER
-        return cls(folder / f"{safe}__seed{seed}.ckpt", folder / f"{safe}__seed{seed}.json")
+        folder, stem = Path(out_dir) / FOLDER, job_stem(agent, seed)
+        return cls(folder / f"{stem}.ckpt", folder / f"{stem}.json")
+
+
+def job_stem(agent: str, seed: int) -> str:
+    """``<agent>__seed<k>``, with every character a file name may not hold as ``_``."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in agent)
+    return f"{safe}__seed{seed}"
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ from lifelong.budget import ByteBudgetCheck, memory_bytes_by_kind
 from lifelong.checkpoint import (
     CheckpointPlugin,
     JobFiles,
+    job_stem,
     load_checkpoint,
     load_run_config,
     prepare_folder,
@@ -122,8 +123,7 @@ def resume(
     Finished jobs are read back, not re-run; a job that was interrupted continues from its
     last checkpoint (taken after every experience; on task-switching streams it runs again
     from its start); the results equal an uninterrupted run's, apart from timing and RAM
-    figures. Only where the jobs run may change, since it does not
-    change results.
+    figures. Only where the jobs run may change, since it does not change results.
 
     Args:
         out_dir: The output folder of the run to finish.
@@ -288,8 +288,7 @@ def _matrix_loggers(job: Job) -> MatrixLoggers | None:
     """The job's ``--logger`` plugin, writing under ``<out>/logs/<agent>__seed<s>/``."""
     if not job.config.loggers or not job.config.out:
         return None
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in job.agent)
-    folder = Path(job.config.out) / "logs" / f"{safe}__seed{job.seed}"
+    folder = Path(job.config.out) / "logs" / job_stem(job.agent, job.seed)
     return MatrixLoggers(job.config.loggers, folder)
 
 

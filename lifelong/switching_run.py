@@ -102,8 +102,10 @@ def run_switching(
     ) as bar:
         for seed in config.seeds:
             stream = stream_for(seed)
-            done = {a: read_job_result(JobFiles.of(out_dir, a, seed).result) for a in config.agents}
-            encoder = None
+            result_files = {a: JobFiles.of(out_dir, a, seed).result for a in config.agents}
+            # Read up front, so that an unreadable record stops the run before any job.
+            done = {agent: read_job_result(path) for agent, path in result_files.items()}
+            encoder = None  # pre-trained (or read from the cache) only if a job needs it
             for agent in config.agents:
                 bar.set_description(f"{agent} seed {seed}")
                 record = done[agent]
@@ -111,7 +113,7 @@ def run_switching(
                     if encoder is None:
                         encoder = _pretrained(config, stream, seed, progress)
                     record = _job(config, stream, encoder, agent, seed, out_dir)
-                    write_job_result(JobFiles.of(out_dir, agent, seed).result, record)
+                    write_job_result(result_files[agent], record)
                 runs.append(record)
                 bar.update(stream.n_steps)
     results = {

@@ -10,15 +10,13 @@ A name resolves, in order, to:
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from pathlib import Path
 
 from streams.base import StreamFactory, StreamSpec, TaskStream
+from streams.references import import_reference
 from streams.switching import SwitchingStream
 
 ENTRY_POINT_GROUP = "lifelong.streams"
@@ -112,38 +110,13 @@ def make_stream(name: str, spec: StreamSpec | None = None) -> TaskStream | Switc
 
 
 def _load_reference(reference: str) -> StreamFactory:
-    module_part, _, attribute = reference.rpartition(":")
-    if module_part.endswith(".py"):
-        module = _import_file(Path(module_part), reference)
-    else:
-        try:
-            module = importlib.import_module(module_part)
-        except ImportError as error:
-            raise UnknownStreamError(
-                f"stream {reference!r}: cannot import module {module_part!r} ({error}); "
-                "check the module path or pass path/to/file.py:function"
-            ) from error
-    if not hasattr(module, attribute):
-        raise UnknownStreamError(
-            f"stream {reference!r}: {module_part!r} has no attribute {attribute!r}; "
-            "name a function that takes a StreamSpec and returns a TaskStream"
-        )
-    return _as_factory(getattr(module, attribute), reference)
-
-
-def _import_file(path: Path, reference: str) -> object:
-    if not path.is_file():
-        raise UnknownStreamError(
-            f"stream {reference!r}: file {str(path)!r} does not exist; check the path"
-        )
-    # A unique module name keeps two user files with the same stem apart.
-    module_name = f"_lifelong_user_stream_{abs(hash(path.resolve()))}"
-    module_spec = importlib.util.spec_from_file_location(module_name, path)
-    if module_spec is None or module_spec.loader is None:
-        raise UnknownStreamError(f"stream {reference!r}: cannot load {str(path)!r} as Python")
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module
+    factory = import_reference(
+        reference,
+        kind="stream",
+        error=UnknownStreamError,
+        hint="name a function that takes a StreamSpec and returns a TaskStream",
+    )
+    return _as_factory(factory, reference)
 
 
 def _as_factory(candidate: object, name: str) -> StreamFactory:
