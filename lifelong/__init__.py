@@ -9,9 +9,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 # Importing these modules registers the baselines and the project's agent.
 from lifelong import agent as _agent  # noqa: F401
-from lifelong import baselines as _baselines  # noqa: F401
-from lifelong import coded_replay as _coded_replay  # noqa: F401
-from lifelong import online_agents as _online_agents  # noqa: F401
+from lifelong import methods as _methods  # noqa: F401
 from lifelong.agent import LifelongAgent, LifelongConfig, LifelongStrategy
 from lifelong.agents import (
     AgentContext,

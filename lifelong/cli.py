@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--lr",
         type=float,
         help="SGD learning rate (default 0.1); a baseline whose published setting pairs its "
-        "hyperparameters with another rate keeps that rate (see lifelong/baselines.py)",
+        "hyperparameters with another rate keeps that rate (see lifelong/methods/)",
     )
     add(
         "--memory-size",

@@ -44,7 +44,6 @@ from lifelong.agents import (
     make_agent,
     settings_record,
 )
-from lifelong.baselines import quiet_library_warnings, stored_samples
 from lifelong.budget import ByteBudgetCheck, memory_bytes_by_kind
 from lifelong.checkpoint import (
     CheckpointPlugin,
@@ -66,6 +65,7 @@ from lifelong.evaluation import (
     peak_ram_mb,
 )
 from lifelong.loggers import MatrixLoggers
+from lifelong.methods import quiet_library_warnings, stored_samples
 from lifelong.metrics import summarize_matrix
 from lifelong.models import build_model
 from lifelong.report import summarize_runs, write_outputs

@@ -29,7 +29,9 @@ from torch import nn
 
 from lifelong.agent.switching import SwitchingLearner
 from lifelong.io import atomic_folder
-from lifelong.online_agents import FinetuneLearner, Predictor, ProtoNetLearner
+from lifelong.methods.finetune import FinetuneLearner
+from lifelong.methods.online import Predictor
+from lifelong.methods.protonet import ProtoNetLearner
 from lifelong.pretraining import conv4
 from memory.persistence import sha256_of
 from streams.data.omniglot import drawing_array

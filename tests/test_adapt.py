@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from lifelong.agent.switching import SwitchingLearner
-from lifelong.online_agents import FinetuneLearner, ProtoNetLearner, check_support
+from lifelong.methods.finetune import FinetuneLearner
+from lifelong.methods.online import check_support
+from lifelong.methods.protonet import ProtoNetLearner
 from lifelong.pretraining import conv4
 from streams.omniglot_switching import omniglot_switching_pool
 from streams.switching import DistributionKind

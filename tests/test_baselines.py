@@ -30,7 +30,7 @@ from avalanche.training.plugins import EvaluationPlugin, MIRPlugin
 from avalanche.training.templates.base import PositionalArgumentsDeprecatedWarning
 from sklearn.datasets import load_digits
 
-import lifelong.baselines  # noqa: F401  (registers the baselines)
+import lifelong.methods  # noqa: F401  (registers the baselines)
 from lifelong.agents import (
     ALL_SCENARIOS,
     AgentContext,
@@ -41,14 +41,17 @@ from lifelong.agents import (
     get_agent,
     make_agent,
 )
-from lifelong.baselines import (
+from lifelong.budget import memory_bytes_by_kind
+from lifelong.config import TrainConfig
+from lifelong.evaluation import accuracy_matrix_from_evaluator
+from lifelong.methods import (
     BASELINE_HPARAMS,
     SynapticIntelligencePenalty,
     quiet_library_warnings,
     stored_samples,
 )
-from lifelong.config import TrainConfig
-from lifelong.evaluation import accuracy_matrix_from_evaluator
+from lifelong.methods.avalanche_fixes import NCMClassifierBeforeMeans, herding_order
+from lifelong.methods.gdumb import GDumbHParams, gdumb_learning_rate
 from lifelong.models import build_model
 from streams import Scenario
 
@@ -62,7 +65,7 @@ AGENTS = sorted(a for a, entry in available_agents().items() if entry.scenarios 
 PAIRS = [(a, s) for a in AGENTS for s in ALL_SCENARIOS if s in get_agent(a).scenarios]
 REFUSED = [(a, s) for a in AGENTS for s in ALL_SCENARIOS if s not in get_agent(a).scenarios]
 MEMORY_PAIRS = [(a, s) for a, s in PAIRS if get_agent(a).uses_memory]
-BASELINES = [a for a in AGENTS if get_agent(a).factory.__module__ == "lifelong.baselines"]
+BASELINES = [a for a in AGENTS if get_agent(a).factory.__module__.startswith("lifelong.methods.")]
 
 
 # --- Streams -------------------------------------------------------------------------------
@@ -358,3 +361,86 @@ def test_quiet_library_warnings_hides_only_avalanche_deprecations():
     shown = [w.category for w in caught]
     assert shown == [DeprecationWarning, UserWarning, RuntimeWarning]
     assert warnings.filters == filters_before
+
+
+# --- GDumb and iCaRL -------------------------------------------------------------------------
+
+
+def test_gdumb_learning_rate_is_the_authors_warm_up_then_cosine_with_restarts():
+    hp = GDumbHParams()
+    optimizer = torch.optim.SGD(torch.nn.Linear(1, 1).parameters(), lr=hp.max_lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(
+        optimizer, T_0=1, T_mult=2, eta_min=hp.min_lr
+    )
+    expected = []
+    for epoch in range(hp.passes):  # the loop of the authors' main.py
+        if epoch == 0:
+            expected.append(hp.max_lr * 0.1)
+        elif epoch == 1:
+            expected.append(hp.max_lr)
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # step() without optimizer.step(): on purpose
+                scheduler.step()
+            expected.append(optimizer.param_groups[0]["lr"])
+    got = [gdumb_learning_rate(epoch, hp.max_lr, hp.min_lr) for epoch in range(hp.passes)]
+    assert got == pytest.approx(expected, rel=1e-12)
+
+
+def test_gdumb_retrains_from_the_initial_weights_on_its_balanced_memory_alone():
+    benchmark, facts = build_stream(Scenario.CLASS_INCREMENTAL)
+    context, _, _ = make_context(Scenario.CLASS_INCREMENTAL, facts)
+    initial = {k: v.clone() for k, v in context.model.state_dict().items()}
+    strategy = make_agent("gdumb", context)
+    starts: list[tuple[bool, int]] = []
+
+    class FirstEpoch(SupervisedPlugin):
+        def before_training_epoch(self, strategy, **kwargs) -> None:
+            if strategy.clock.train_exp_epochs == 0:
+                weights = strategy.model.state_dict()
+                fresh = all(torch.equal(weights[k], initial[k]) for k in initial)
+                starts.append((fresh, len(strategy.adapted_dataset)))
+
+    strategy.plugins.append(FirstEpoch())
+    class_counts = []
+    for experience in benchmark.train_stream:
+        strategy.train(experience)
+        memory = next(p for p in strategy.plugins if hasattr(p, "init_model")).storage_policy
+        class_counts.append(sorted(np.bincount(np.asarray(memory.buffer.targets)).tolist()))
+    assert starts == [(True, TRAIN.memory_size)] * N_TASKS
+    assert class_counts == [[30, 30], [15] * 4, [10] * 6]
+    records = memory_bytes_by_kind(strategy, facts)["records"]
+    assert records == sum(p.numel() * 4 for p in context.model.parameters())
+
+
+def test_herding_chooses_the_sample_nearest_the_mean_first_and_any_prefix_is_herded():
+    # Normalised: a = (1, 0), b = (0, 1), c = (0.71, 0.71); their mean is (0.57, 0.57).
+    # c is nearest it; then c+a and c+b are equally far, and the first index wins the tie.
+    features = torch.tensor([[1.0, 0.0], [0.0, 3.0], [2.0, 2.0]])
+    assert herding_order(features, 3).tolist() == [2, 0, 1]
+    assert herding_order(features, 1).tolist() == [2]
+    many = torch.randn(50, 8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(herding_order(many, 7), herding_order(many, 20)[:7])
+
+
+def test_icarl_keeps_memory_size_over_the_classes_seen_per_class_and_never_more():
+    benchmark, facts = build_stream(Scenario.CLASS_INCREMENTAL)
+    small = replace(TRAIN, memory_size=10, epochs=1)
+    context, _, _ = make_context(Scenario.CLASS_INCREMENTAL, facts, train=small)
+    strategy = make_agent("icarl", context)
+    per_class = []
+    for experience in benchmark.train_stream:
+        strategy.train(experience)
+        per_class.append([len(labels) for labels in strategy._icarl.y_memory])
+    # 10 // 2, 10 // 4, 10 // 6; Avalanche's own plugin keeps ceil(10 / 6) = 2 each: 12.
+    assert per_class == [[5, 5], [2, 2, 2, 2], [1] * 6]
+    assert stored_samples(strategy) == 6
+
+
+def test_icarl_answers_with_the_linear_classifier_until_it_has_class_means():
+    linear = torch.nn.Linear(4, 3)
+    ncm = NCMClassifierBeforeMeans(linear)
+    x = torch.randn(5, 4)
+    assert torch.equal(ncm(x), linear(x))
+    ncm.replace_class_means_dict({0: torch.ones(4), 1: -torch.ones(4), 2: torch.zeros(4)})
+    assert ncm(x).shape == (5, 3) and not torch.equal(ncm(x), linear(x))

@@ -290,7 +290,7 @@ EXTERNAL_AGENTS = textwrap.dedent(
     from avalanche.training.supervised import Naive
 
     from lifelong.agents import register_agent
-    from lifelong.baselines import common_arguments
+    from lifelong.methods.common import common_arguments
 
 
     def plain(context):

@@ -10,7 +10,8 @@ from PIL import Image, ImageDraw
 
 from lifelong import AgentLoadError, load_agent
 from lifelong.agent.switching import SwitchingLearner
-from lifelong.online_agents import FinetuneLearner, ProtoNetLearner
+from lifelong.methods.finetune import FinetuneLearner
+from lifelong.methods.protonet import ProtoNetLearner
 from lifelong.prequential import prequential_accuracies
 from lifelong.pretraining import conv4
 from lifelong.saved_agents import save_agent

@@ -19,8 +19,8 @@ from lifelong.agent.core import LifelongAgent
 from lifelong.agent.switching import SwitchingLearner
 from lifelong.agents import AgentContext, register_agent
 from lifelong.budget import FLOAT32_BYTES, sample_bytes, samples_within
-from lifelong.coded_replay import budget_errors_as_memory_budget, codec_report, coded_memory
 from lifelong.config import ConfigError
+from lifelong.methods.replay_coded import budget_errors_as_memory_budget, codec_report, coded_memory
 from streams import Scenario, dataset_tensors
 
 SCENARIOS = frozenset({Scenario.CLASS_INCREMENTAL, Scenario.DOMAIN_INCREMENTAL})

@@ -48,7 +48,7 @@ from torch import nn
 from lifelong.agent import fast_weights as fw
 from lifelong.agent.config import LifelongConfig
 from lifelong.budget import tensor_bytes
-from lifelong.online_agents import Predictor, check_support
+from lifelong.methods.online import Predictor, check_support
 from memory import EpisodicMemory, TaskMemory, TaskRecord
 
 __all__ = ["SwitchingLearner"]

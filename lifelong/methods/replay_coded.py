@@ -19,8 +19,8 @@ from avalanche.core import SupervisedPlugin
 from avalanche.training.templates import SupervisedTemplate
 
 from lifelong.agents import ALL_SCENARIOS, AgentContext, MemoryBudgetError, register_agent
-from lifelong.baselines import common_arguments
 from lifelong.config import ConfigError
+from lifelong.methods.common import common_arguments
 from memory import ByteBudgetError, EpisodicMemory
 from memory.codec import CodecError, SampleCodec
 from streams import dataset_tensors
@@ -46,9 +46,7 @@ class ReplayCodedHParams:
 
     def __post_init__(self) -> None:
         if self.memory_batch_size < 1:
-            raise ValueError(
-                f"memory_batch_size must be at least 1, got {self.memory_batch_size}"
-            )
+            raise ValueError(f"memory_batch_size must be at least 1, got {self.memory_batch_size}")
 
 
 class CodedReplayPlugin(SupervisedPlugin):
@@ -166,8 +164,11 @@ def coded_memory(
     if budget is None:
         return EpisodicMemory(context.train.memory_size, policy, codec=spec, seed=context.seed)
     return EpisodicMemory(
-        policy=policy, codec=spec, byte_budget=budget,
-        extra_bytes_per_sample=extra_per_sample, seed=context.seed,
+        policy=policy,
+        codec=spec,
+        byte_budget=budget,
+        extra_bytes_per_sample=extra_per_sample,
+        seed=context.seed,
     )
 
 
