@@ -7,10 +7,10 @@ every strategy needs either way (``make_evaluator(metrics=False)`` on the tensor
 The accuracy matrix needs a fixed evaluation schedule (../shared/AVALANCHE_NOTES.md): build the
 strategy with ``eval_every=0`` and call
 ``strategy.train(benchmark.train_stream, eval_streams=[benchmark.test_stream])`` once. That
-evaluates the whole test stream before training and after every experience, giving each
-``Top1_Acc_Exp`` metric exactly ``T + 1`` values, the columns of ``R``. Calling
-``train(exp)`` once per experience evaluates before every call as well and is rejected by
-:func:`accuracy_matrix_from_evaluator`.
+evaluates the whole test stream before training and after every experience: ``T + 1``
+evaluations, the rows of ``R``, which ``AccuracyMatrixMetric`` records as they run (no metric
+name is parsed). Calling ``train(exp)`` once per experience evaluates before every call as well
+and is rejected by :func:`accuracy_matrix_from_evaluator`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from avalanche.evaluation import PluginMetric
 from avalanche.evaluation.metrics import (
     accuracy_metrics,
     bwt_metrics,
@@ -37,6 +38,7 @@ from lifelong.metrics import as_accuracy_matrix
 
 __all__ = [
     "RAM_SAMPLE_INTERVAL_S",
+    "AccuracyMatrixMetric",
     "accuracy_matrix_from_evaluator",
     "avalanche_stream_metrics",
     "make_evaluator",
@@ -51,9 +53,6 @@ run pays up to this long once per ``train()`` call and once per evaluation (at m
 second for a 20-task stream at 0.05 s). A larger interval waits longer at each stop and misses
 short peaks; a smaller one samples more often for little gain."""
 
-_ACC_EXP = re.compile(
-    r"^Top1_Acc_Exp/eval_phase/(?P<stream>[^/]+)/Task(?P<task>\d+)/Exp(?P<exp>\d+)$"
-)
 _ACC_STREAM = re.compile(r"^Top1_Acc_Stream/eval_phase/(?P<stream>[^/]+)/Task\d+$")
 _RAM = re.compile(r"^MaxRAMUsage_(Epoch|Stream)/")
 _TRAIN_TIME = re.compile(r"^Time_Epoch/train_phase/")
@@ -70,7 +69,8 @@ def make_evaluator(
 ) -> EvaluationPlugin:
     """Build the evaluation plugin every strategy of a run shares the configuration of.
 
-    It collects, on every evaluated stream: top-1 accuracy per experience and per stream;
+    It collects, on every evaluated stream: the accuracy matrix (``AccuracyMatrixMetric``);
+    top-1 accuracy per experience and per stream;
     forgetting, backward transfer and forward transfer per experience and per stream;
     training epoch time and evaluation experience and stream time; peak RAM per training
     epoch and per evaluation stream. Build one per strategy run: its history accumulates.
@@ -96,6 +96,7 @@ def make_evaluator(
     collected = []
     if metrics:
         collected += [
+            AccuracyMatrixMetric(),
             accuracy_metrics(experience=True, stream=True),
             forgetting_metrics(experience=True, stream=True),
             bwt_metrics(experience=True, stream=True),
@@ -110,6 +111,52 @@ def make_evaluator(
         # without logging is the point here, and the run's own output is the lead's.
         warnings.filterwarnings("ignore", message="No loggers specified", category=UserWarning)
         return kind(*collected, loggers=list(loggers or []))
+
+
+class AccuracyMatrixMetric(PluginMetric[dict[str, list[dict[int, float]]]]):
+    """The accuracy matrix itself, recorded as the evaluation runs.
+
+    Every ``eval`` call adds one row per evaluated stream: the top-1 accuracy of each of its
+    experiences, counted from the strategy's outputs and labels as Avalanche's
+    ``Top1_Acc_Exp`` counts them (argmax of the outputs against the labels, correct over
+    seen). Nothing is logged; :func:`accuracy_matrix_from_evaluator` reads the rows back, so
+    no metric name is parsed to build R.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rows: dict[str, list[dict[int, float]]] = {}
+        self._counts: dict[str, dict[int, list[int]]] = {}
+
+    def result(self) -> dict[str, list[dict[int, float]]]:
+        """Every row recorded so far, by stream name: ``{experience: accuracy}`` each."""
+        return {name: [dict(row) for row in rows] for name, rows in self._rows.items()}
+
+    def reset(self) -> None:
+        """Forget every row."""
+        self._rows.clear()
+        self._counts.clear()
+
+    def before_eval(self, strategy: Any) -> None:
+        """Start this evaluation's rows."""
+        self._counts.clear()
+
+    def after_eval_iteration(self, strategy: Any) -> None:
+        """Count the mini-batch's correct predictions under its stream and experience."""
+        experience = strategy.experience
+        # Named as Avalanche's metric keys name it: stream "test" is "test_stream".
+        stream = self._counts.setdefault(f"{experience.origin_stream.name}_stream", {})
+        tally = stream.setdefault(int(experience.current_experience), [0, 0])
+        predicted = strategy.mb_output.argmax(dim=1)
+        tally[0] += int((predicted == strategy.mb_y).sum())
+        tally[1] += len(strategy.mb_y)
+
+    def after_eval(self, strategy: Any) -> None:
+        """Close this evaluation's rows."""
+        for name, stream in self._counts.items():
+            row = {exp: correct / seen for exp, (correct, seen) in sorted(stream.items())}
+            self._rows.setdefault(name, []).append(row)
+        self._counts.clear()
 
 
 class _IdleEvaluationPlugin(EvaluationPlugin):
@@ -129,14 +176,11 @@ def accuracy_matrix_from_evaluator(
     *,
     stream_name: str = "test_stream",
 ) -> np.ndarray:
-    """Build the accuracy matrix R from an evaluator's metric history.
-
-    Column ``j`` comes from ``Top1_Acc_Exp/eval_phase/{stream_name}/Task{t}/Exp{j}`` for any
-    task label ``t`` (0 in class- and domain-incremental streams, the task index in
-    task-incremental ones).
+    """Return the accuracy matrix R that the evaluator's ``AccuracyMatrixMetric`` recorded.
 
     Args:
-        evaluator: The evaluator of a strategy that ran the schedule in the module docstring.
+        evaluator: The evaluator of a strategy that ran the schedule in the module docstring,
+            with an ``AccuracyMatrixMetric`` among its metrics (``make_evaluator`` has one).
         n_tasks: Number of experiences T in the stream.
         stream_name: Name of the evaluated stream.
 
@@ -144,49 +188,39 @@ def accuracy_matrix_from_evaluator(
         R, shape ``(T + 1, T)``: row 0 before training, row i after training experience i.
 
     Raises:
-        ValueError: If ``n_tasks`` < 1, if an experience 0..T-1 is missing, duplicated under
-            two task labels or out of range, or if a column does not have exactly ``T + 1``
-            values (the evaluation schedule was wrong).
+        ValueError: If ``n_tasks`` < 1, if the evaluator has no such metric, if an
+            evaluation missed an experience 0..T-1 or saw one out of range, or if there are
+            not exactly ``T + 1`` evaluations (the evaluation schedule was wrong).
     """
     if isinstance(n_tasks, bool) or not isinstance(n_tasks, int) or n_tasks < 1:
         raise ValueError(f"n_tasks is {n_tasks!r}; it must be the number of experiences (>= 1)")
-    history = _history(evaluator)
-    columns: dict[int, tuple[str, Sequence[float]]] = {}
-    for key, (_, values) in history.items():
-        match = _ACC_EXP.match(key)
-        if match is None or match["stream"] != stream_name:
-            continue
-        exp = int(match["exp"])
-        if exp >= n_tasks:
-            raise ValueError(
-                f"metric {key!r} is for experience {exp}, but n_tasks is {n_tasks}; "
-                f"pass the number of experiences in the stream"
-            )
-        if exp in columns:
-            raise ValueError(
-                f"experience {exp} has accuracies under two keys, {columns[exp][0]!r} and "
-                f"{key!r}; each test experience must keep one task label"
-            )
-        columns[exp] = (key, values)
-    missing = sorted(set(range(n_tasks)) - set(columns))
-    if missing:
-        found = sorted(columns)
+    recorder = next(
+        (m for m in getattr(evaluator, "metrics", ()) if isinstance(m, AccuracyMatrixMetric)),
+        None,
+    )
+    if recorder is None:
         raise ValueError(
-            f"no Top1_Acc_Exp/eval_phase/{stream_name} accuracy for experience(s) {missing} "
-            f"(found {found}); evaluate the whole {stream_name} with accuracy_metrics("
-            f"experience=True), e.g. with make_evaluator()"
+            f"the evaluator ({type(evaluator).__name__}) has no AccuracyMatrixMetric; build it "
+            f"with make_evaluator(), or pass AccuracyMatrixMetric() among its metrics"
         )
-    expected = n_tasks + 1
-    for key, values in columns.values():
-        if len(values) != expected:
+    rows = recorder.result().get(stream_name, [])
+    for index, row in enumerate(rows):
+        if sorted(row) != list(range(n_tasks)):
             raise ValueError(
-                f"{key!r} has {len(values)} values, expected {expected} (before training and "
-                f"after each of the {n_tasks} experiences): the evaluation schedule was wrong. "
-                f"Build the strategy with eval_every=0, call strategy.train(train_stream, "
-                f"eval_streams=[test_stream]) once (not once per experience), use a fresh "
-                f"evaluator per run and make no extra eval() calls"
+                f"evaluation {index} of {stream_name} covered experiences {sorted(row)}, "
+                f"expected 0..{n_tasks - 1}; evaluate the whole {stream_name} and pass the "
+                f"number of experiences in the stream as n_tasks"
             )
-    matrix = np.array([columns[exp][1] for exp in range(n_tasks)], dtype=np.float64).T
+    expected = n_tasks + 1
+    if len(rows) != expected:
+        raise ValueError(
+            f"{stream_name} was evaluated {len(rows)} times, expected {expected} (before "
+            f"training and after each of the {n_tasks} experiences): the evaluation schedule "
+            f"was wrong. Build the strategy with eval_every=0, call strategy.train("
+            f"train_stream, eval_streams=[test_stream]) once (not once per experience), use "
+            f"a fresh evaluator per run and make no extra eval() calls"
+        )
+    matrix = np.array([[row[exp] for exp in range(n_tasks)] for row in rows], dtype=np.float64)
     return as_accuracy_matrix(matrix)
 
 

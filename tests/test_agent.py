@@ -16,7 +16,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from avalanche.evaluation.metrics import accuracy_metrics
 from avalanche.training.plugins import EvaluationPlugin
 from torch.nn.functional import cross_entropy
 
@@ -31,7 +30,7 @@ from lifelong.agents import (
     make_agent,
 )
 from lifelong.config import TrainConfig
-from lifelong.evaluation import accuracy_matrix_from_evaluator
+from lifelong.evaluation import AccuracyMatrixMetric, accuracy_matrix_from_evaluator
 from lifelong.models import MLP, build_model
 from streams import Scenario, StreamSpec, make_stream
 
@@ -197,7 +196,7 @@ def _context(stream, seed: int = 0, train: TrainConfig = TRAIN):
     random.seed(seed)
     facts = StreamFacts(stream.scenario, stream.n_tasks, stream.n_classes, stream.input_shape)
     model = build_model(stream.scenario, stream.input_shape, stream.n_classes, train.hidden)
-    evaluator = EvaluationPlugin(accuracy_metrics(experience=True, stream=True), loggers=[])
+    evaluator = EvaluationPlugin(AccuracyMatrixMetric(), loggers=[])
     context = AgentContext(model, train, facts, torch.device("cpu"), evaluator, (), seed)
     return context, evaluator
 

@@ -25,7 +25,6 @@ from avalanche.benchmarks.scenarios import (
 from avalanche.benchmarks.scenarios.generic_scenario import CLScenario
 from avalanche.benchmarks.utils import _make_taskaware_tensor_classification_dataset
 from avalanche.core import SupervisedPlugin
-from avalanche.evaluation.metrics import accuracy_metrics
 from avalanche.training.plugins import EvaluationPlugin, MIRPlugin
 from avalanche.training.templates.base import PositionalArgumentsDeprecatedWarning
 from sklearn.datasets import load_digits
@@ -43,7 +42,7 @@ from lifelong.agents import (
 )
 from lifelong.budget import memory_bytes_by_kind
 from lifelong.config import TrainConfig
-from lifelong.evaluation import accuracy_matrix_from_evaluator
+from lifelong.evaluation import AccuracyMatrixMetric, accuracy_matrix_from_evaluator
 from lifelong.methods import (
     BASELINE_HPARAMS,
     SynapticIntelligencePenalty,
@@ -164,7 +163,7 @@ def make_context(
     np.random.seed(seed)
     random.seed(seed)
     model = build_model(scenario, facts.input_shape, facts.n_classes, train.hidden)
-    evaluator = EvaluationPlugin(accuracy_metrics(experience=True, stream=True), loggers=[])
+    evaluator = EvaluationPlugin(AccuracyMatrixMetric(), loggers=[])
     probe = MemoryProbe()
     context = AgentContext(
         model=model,

@@ -9,6 +9,7 @@ Real runs use scikit-learn's 8x8 digits split into 3 tasks of 2 classes (a secon
 from __future__ import annotations
 
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from avalanche.training.supervised import Naive
 from sklearn.datasets import load_digits
 
 from lifelong.evaluation import (
+    AccuracyMatrixMetric,
     accuracy_matrix_from_evaluator,
     avalanche_stream_metrics,
     make_evaluator,
@@ -100,6 +102,11 @@ def assert_agrees_with_avalanche(R, ava):
 def test_matrix_matches_avalanche_on_a_real_run(equal_run):
     R = accuracy_matrix_from_evaluator(equal_run, N_TASKS)
     assert R.shape == (N_TASKS + 1, N_TASKS)
+    # Recorded directly, R equals Avalanche's own per-experience accuracies exactly.
+    history = equal_run.get_all_metrics()
+    for exp in range(N_TASKS):
+        _, column = history[f"Top1_Acc_Exp/eval_phase/test_stream/Task000/Exp{exp:03d}"]
+        assert R[:, exp].tolist() == list(column)
     assert R.dtype == np.float64
     # The run learns each task: the diagonal beats the untrained row.
     assert np.all(np.diag(R[1:]) > R[0])
@@ -131,18 +138,18 @@ def test_task_labelled_keys_and_size_weighted_stream_accuracy(task_incremental_r
 
 def test_training_once_per_experience_is_rejected_as_a_wrong_schedule():
     evaluator = run_naive(digits_benchmark([60, 60, 60]), per_experience=True)
-    with pytest.raises(ValueError, match=r"has 6 values, expected 4.*schedule was wrong"):
+    with pytest.raises(ValueError, match=r"evaluated 6 times, expected 4.*schedule was wrong"):
         accuracy_matrix_from_evaluator(evaluator, N_TASKS)
 
 
 def test_wrong_number_of_tasks_is_named(equal_run):
-    with pytest.raises(ValueError, match=r"experience\(s\) \[3\]"):
+    with pytest.raises(ValueError, match=r"covered experiences \[0, 1, 2\], expected 0..3"):
         accuracy_matrix_from_evaluator(equal_run, 4)
-    with pytest.raises(ValueError, match=r"experience 2, but n_tasks is 2"):
-        accuracy_matrix_from_evaluator(equal_run, 2)
+    with pytest.raises(ValueError, match=r"covered experiences \[0, 1, 2\], expected 0..1"):
+        accuracy_matrix_from_evaluator(equal_run, 2, stream_name="test_stream")
     with pytest.raises(ValueError, match=r"n_tasks is 0"):
         accuracy_matrix_from_evaluator(equal_run, 0)
-    with pytest.raises(ValueError, match=r"no Top1_Acc_Exp/eval_phase/valid_stream"):
+    with pytest.raises(ValueError, match=r"valid_stream was evaluated 0 times"):
         accuracy_matrix_from_evaluator(equal_run, N_TASKS, stream_name="valid_stream")
 
 
@@ -157,32 +164,42 @@ class FakeEvaluator:
         return self.history
 
 
-def acc_key(task, exp):
-    return f"Top1_Acc_Exp/eval_phase/test_stream/Task{task:03d}/Exp{exp:03d}"
+def eval_batch(recorder, stream, exp, predicted, labels):
+    """Feed the recorder one mini-batch whose outputs' argmax is ``predicted``."""
+    outputs = torch.nn.functional.one_hot(torch.tensor(predicted), 3).float()
+    origin = SimpleNamespace(name=stream.removesuffix("_stream"))
+    experience = SimpleNamespace(origin_stream=origin, current_experience=exp)
+    recorder.after_eval_iteration(
+        SimpleNamespace(experience=experience, mb_output=outputs, mb_y=torch.tensor(labels))
+    )
 
 
-def test_columns_are_placed_by_experience_id_whatever_the_order_of_keys():
-    history = {
-        acc_key(1, 1): ([0, 1, 2], [0.2, 0.3, 0.9]),
-        "Top1_Acc_Exp/eval_phase/train_stream/Task000/Exp000": ([0], [0.5]),
-        acc_key(0, 0): ([0, 1, 2], [0.1, 0.8, 0.7]),
-    }
-    R = accuracy_matrix_from_evaluator(FakeEvaluator(history), 2)
-    np.testing.assert_array_equal(R, [[0.1, 0.2], [0.8, 0.3], [0.7, 0.9]])
+def test_the_matrix_metric_counts_by_experience_whatever_the_order_and_keeps_streams_apart():
+    recorder = AccuracyMatrixMetric()
+    for row in range(3):
+        recorder.before_eval(None)
+        eval_batch(recorder, "test_stream", 1, [0, 1], [0, 0 if row == 1 else 1])
+        eval_batch(recorder, "test_stream", 0, [2, 2, 2, 2], [2, 0, 0, 0])  # 1 of 4
+        eval_batch(recorder, "test_stream", 0, [1, 1, 1, 1], [1, 1, 1, 1])  # then 5 of 8
+        eval_batch(recorder, "valid_stream", 1, [0], [1])
+        eval_batch(recorder, "valid_stream", 0, [0], [0])
+        recorder.after_eval(None)
+    evaluator = SimpleNamespace(metrics=[recorder])
+    R = accuracy_matrix_from_evaluator(evaluator, 2)  # type: ignore[arg-type]
+    np.testing.assert_array_equal(R, [[5 / 8, 1.0], [5 / 8, 0.5], [5 / 8, 1.0]])
+    valid = accuracy_matrix_from_evaluator(evaluator, 2, stream_name="valid_stream")  # type: ignore[arg-type]
+    np.testing.assert_array_equal(valid, [[1.0, 0.0]] * 3)
 
 
-def test_an_experience_under_two_task_labels_is_rejected():
-    history = {
-        acc_key(0, 0): ([0, 1], [0.1, 0.8]),
-        acc_key(1, 0): ([0, 1], [0.1, 0.8]),
-    }
-    with pytest.raises(ValueError, match="experience 0 has accuracies under two keys"):
-        accuracy_matrix_from_evaluator(FakeEvaluator(history), 1)
+def test_an_evaluator_without_the_matrix_metric_is_named():
+    with pytest.raises(
+        ValueError, match="has no AccuracyMatrixMetric; build it with make_evaluator"
+    ):
+        accuracy_matrix_from_evaluator(SimpleNamespace(metrics=[]), 1)  # type: ignore[arg-type]
 
 
 def test_missing_stream_metrics_are_named():
     history = {
-        acc_key(0, 0): ([0, 1], [0.1, 0.8]),
         "Top1_Acc_Stream/eval_phase/test_stream/Task000": ([0, 1], [0.1, 0.8]),
         "StreamBWT/eval_phase/test_stream": ([0, 1], [0.0, 0.0]),
     }
@@ -209,7 +226,7 @@ def test_optional_metrics_are_left_out_when_not_measured():
 
 def test_an_empty_or_foreign_evaluator_is_rejected():
     with pytest.raises(ValueError, match="holds no metrics"):
-        accuracy_matrix_from_evaluator(FakeEvaluator({}), 1)
+        avalanche_stream_metrics(FakeEvaluator({}))
     with pytest.raises(TypeError, match="not an Avalanche EvaluationPlugin"):
         avalanche_stream_metrics(object())
 
