@@ -13,7 +13,10 @@ MNIST=${MNIST_ROOT:-../shared/data/mnist}
 RESULTS=benchmarks/results/new_baselines
 mkdir -p "$RESULTS"
 # icarl is class-incremental only, so it runs on split-MNIST alone.
-declare -A AGENTS=([split-mnist]=replay,der,mer,gdumb,icarl [rotated-mnist]=replay,der,mer,gdumb)
+declare -A AGENTS=(
+  [split-mnist]=replay,der,mer,gdumb,icarl,expert-gate
+  [rotated-mnist]=replay,der,mer,gdumb,expert-gate
+)
 for stream in split-mnist rotated-mnist; do
   .venv/bin/python run_stream.py --stream "$stream" --data-root "$MNIST" \
     --agents "${AGENTS[$stream]}" --memory-size 200 --seeds 0,1,2 --out "$OUT/$stream" --quiet

@@ -9,6 +9,7 @@ than ``memory_size`` samples. Agents registered later are tested the day they ap
 
 from __future__ import annotations
 
+import copy
 import functools
 import random
 import warnings
@@ -50,6 +51,7 @@ from lifelong.methods import (
     stored_samples,
 )
 from lifelong.methods.avalanche_fixes import NCMClassifierBeforeMeans, herding_order
+from lifelong.methods.expert_gate import Autoencoder, ExpertGateNetwork, relatedness
 from lifelong.methods.gdumb import GDumbHParams, gdumb_learning_rate
 from lifelong.models import build_model
 from streams import Scenario
@@ -443,3 +445,74 @@ def test_icarl_answers_with_the_linear_classifier_until_it_has_class_means():
     assert torch.equal(ncm(x), linear(x))
     ncm.replace_class_means_dict({0: torch.ones(4), 1: -torch.ones(4), 2: torch.zeros(4)})
     assert ncm(x).shape == (5, 3) and not torch.equal(ncm(x), linear(x))
+
+
+# --- Expert Gate -----------------------------------------------------------------------------
+
+
+def test_relatedness_is_the_papers_formula():
+    assert relatedness(own_error=2.0, other_error=2.0) == 1.0
+    assert relatedness(own_error=2.0, other_error=3.0) == 0.5
+    assert relatedness(own_error=2.0, other_error=6.0) == -1.0
+
+
+class FixedErrors(Autoencoder):
+    """An autoencoder stand-in whose error on x is ``x[:, 0]`` or ``1 - x[:, 0]``."""
+
+    def __init__(self, flipped: bool):
+        super().__init__(2, 1)
+        self.flipped = flipped
+
+    def errors(self, x):
+        return 1 - x[:, 0] if self.flipped else x[:, 0]
+
+
+class Constant(torch.nn.Module):
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = torch.tensor(logits)
+
+    def forward(self, x):
+        return self.logits.expand(len(x), -1)
+
+
+def test_the_gate_sends_each_input_to_the_expert_that_reconstructs_it_best():
+    net = ExpertGateNetwork(Constant([1.0, 0.0]), temperature=2.0)
+    net.experts.append(Constant([0.0, 1.0]))
+    net.autoencoders.extend([FixedErrors(flipped=False), FixedErrors(flipped=True)])
+    x = torch.tensor([[0.1, 0.0], [0.9, 0.0], [0.3, 5.0]])
+    net.eval()
+    assert net(x).argmax(dim=1).tolist() == [0, 1, 0]
+    net.train()
+    net.current = 1
+    assert net(x).argmax(dim=1).tolist() == [1, 1, 1]
+
+
+def test_expert_gate_adds_an_expert_per_experience_and_never_changes_an_earlier_one():
+    benchmark, facts = build_stream(Scenario.CLASS_INCREMENTAL)
+    context, _, _ = make_context(Scenario.CLASS_INCREMENTAL, facts)
+    strategy = make_agent("expert-gate", context)
+    net = strategy.model
+    snapshots = []
+    for experience in benchmark.train_stream:
+        strategy.train(experience)
+        snapshots.append(copy.deepcopy(net.experts[net.current].state_dict()))
+    assert len(net.experts) == len(net.autoencoders) == N_TASKS
+    assert net.experts[0] is context.model
+    for index, snapshot in enumerate(snapshots):
+        after = net.experts[index].state_dict()
+        assert all(torch.equal(after[k], snapshot[k]) for k in snapshot)
+    chosen = next(p for p in strategy.plugins if hasattr(p, "chosen")).chosen
+    assert chosen[0] is None and all(0 <= c < i + 1 for i, c in enumerate(chosen[1:]))
+    expert = sum(p.numel() * 4 for p in context.model.parameters())
+    autoencoder = (2 * 64 * 100 + 100 + 64) * 4
+    records = memory_bytes_by_kind(strategy, facts)["records"]
+    assert records == (N_TASKS - 1) * expert + N_TASKS * autoencoder
+
+
+def test_expert_gate_is_refused_when_its_networks_exceed_the_byte_budget():
+    _, facts = build_stream(Scenario.CLASS_INCREMENTAL)
+    tight = replace(TRAIN, memory_bytes=100_000)
+    context, _, _ = make_context(Scenario.CLASS_INCREMENTAL, facts, train=tight)
+    with pytest.raises(ValueError, match=r"expert-gate.*over --memory-bytes 100000"):
+        make_agent("expert-gate", context)

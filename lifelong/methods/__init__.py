@@ -21,6 +21,7 @@ lamaml        Look-ahead MAML (``lamaml_v2``)                   M samples, reser
 mer           Meta-Experience Replay                            M samples, reservoir
 gdumb         GDumb: retrained on a class-balanced memory       M samples, balanced per class
 icarl         iCaRL (class-incremental only)                    M exemplars, herded per class
+expert-gate   Expert Gate (single-head only)                    none (an expert + AE per task)
 finetune      online SGD (task-switching streams)               none
 protonet      ProtoNet prototypes (task-switching streams)      the current task's prototypes
 ============  ================================================  =============================
@@ -49,6 +50,7 @@ from lifelong.methods import (  # noqa: F401
     der,
     er_ace,
     ewc,
+    expert_gate,
     finetune,
     gdumb,
     gem,
@@ -89,6 +91,7 @@ BASELINE_HPARAMS: Mapping[str, object] = types.MappingProxyType(
         "lamaml": lamaml.LaMAMLHParams(),
         "mer": mer.MERHParams(),
         "gdumb": gdumb.GDumbHParams(),
+        "expert-gate": expert_gate.ExpertGateHParams(),
     }
 )
 """Each baseline's published hyperparameters, by agent name; methods without any are absent."""
