@@ -18,12 +18,14 @@ import json
 import statistics
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from lifelong.io import atomic_write_text
 from lifelong.metrics import retrieval_precision
-from lifelong.report import summarize_runs
+from lifelong.records import ResultsFile, SequenceRun
+from lifelong.report import summarize_runs, validate_results
 
 _UPPER = frozenset({"cumulative"})
 
@@ -35,29 +37,35 @@ def load_merged(folders: Sequence[Path]) -> dict[str, Any]:
     """The runs of every folder in one results dict (first folder's metadata).
 
     Raises:
-        ValueError: If the folders differ in stream or training settings, or repeat an agent.
+        ValueError: If a results file is malformed (``lifelong.records``), or the folders
+            differ in stream or training settings, or repeat an agent.
     """
-    merged: dict[str, Any] | None = None
-    for folder in folders:
-        results = json.loads((folder / "results.json").read_text(encoding="utf-8"))
-        if merged is None:
-            merged = {**results, "runs": list(results["runs"]), "folders": [str(folder)]}
-            continue
+    if not folders:
+        raise ValueError("give at least one results folder")
+    loaded = [_read(folder) for folder in folders]
+    first = loaded[0]
+    runs = [run for run in first.runs if isinstance(run, SequenceRun)]
+    for folder, results in zip(folders[1:], loaded[1:], strict=True):
         for key in _SHARED:
-            if results["config"][key] != merged["config"][key]:
+            if results.config[key] != first.config[key]:
                 raise ValueError(
-                    f"{folder}: config {key!r} differs from {merged['folders'][0]}; "
+                    f"{folder}: config {key!r} differs from {folders[0]}; "
                     "merge only runs of the same stream and settings"
                 )
-        repeated = {r["agent"] for r in results["runs"]} & {r["agent"] for r in merged["runs"]}
+        repeated = {r.agent for r in results.runs} & {r.agent for r in runs}
         if repeated:
             raise ValueError(f"{folder}: agents {sorted(repeated)} appear in two folders")
-        merged["runs"] += results["runs"]
-        merged["folders"].append(str(folder))
-    if merged is None:
-        raise ValueError("give at least one results folder")
-    merged["summary"] = summarize_runs(merged["runs"])
-    return merged
+        runs += [run for run in results.runs if isinstance(run, SequenceRun)]
+    merged = replace(first, runs=runs, summary=summarize_runs(runs))
+    return {**merged.to_dict(), "folders": [str(folder) for folder in folders]}
+
+
+def _read(folder: Path) -> ResultsFile:
+    data = json.loads((folder / "results.json").read_text(encoding="utf-8"))
+    try:
+        return validate_results(data)
+    except ValueError as error:
+        raise ValueError(f"{folder / 'results.json'}: {error}") from error
 
 
 def _pm(row: Mapping[str, Any], key: str) -> str:

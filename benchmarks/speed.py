@@ -115,7 +115,7 @@ def _device(name: str) -> torch.device:
 def _harness(config: RunConfig, agent: str) -> dict[str, float]:
     build_stream(config.stream, 0)  # cached: the stream's build is not part of a job
     began = time.perf_counter()
-    record = run_job(Job(config, agent, 0))
+    record = run_job(Job(config, agent, 0)).to_dict()
     total = time.perf_counter() - began
     keys = ("train_time_s", "eval_time_s", "avalanche_train_time_s", "avalanche_eval_time_s")
     return {

@@ -34,7 +34,7 @@ import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import dill
 import numpy as np
@@ -45,6 +45,9 @@ from avalanche.training.templates import SupervisedTemplate
 
 from lifelong.config import ConfigError, RunConfig, config_from_dict, config_to_dict
 from lifelong.io import atomic_write_bytes, atomic_write_text
+from lifelong.records import SequenceRun, SwitchingRun
+
+_Run = TypeVar("_Run", SequenceRun, SwitchingRun)
 
 logger = logging.getLogger(__name__)
 
@@ -225,29 +228,33 @@ def load_checkpoint(path: Path) -> LoadedJob:
     return LoadedJob(strategy, finished, wall_time_s)
 
 
-def write_job_result(path: Path, record: Mapping[str, Any]) -> None:
-    """Write a finished job's result record atomically."""
-    atomic_write_text(path, json.dumps(record, indent=2) + "\n")
+def write_job_result(path: Path, record: SequenceRun | SwitchingRun) -> None:
+    """Write a finished job's result record atomically, as ``results.json`` holds it."""
+    atomic_write_text(path, json.dumps(record.to_dict(), indent=2) + "\n")
 
 
-def read_job_result(path: Path) -> dict[str, Any] | None:
+def read_job_result(path: Path, kind: type[_Run]) -> _Run | None:
     """A finished job's result record, or ``None`` if the job has not finished.
 
+    Args:
+        path: The job's result file.
+        kind: The record class of the run's stream (``lifelong.records``).
+
     Raises:
-        CheckpointError: If the file exists but is not a result record.
+        CheckpointError: If the file exists but is not a record of that kind.
     """
     if not path.is_file():
         return None
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as error:
         raise CheckpointError(
             f"job result {path} is not valid JSON ({error}); delete it to redo that job"
         ) from error
-    # Task sequences record an accuracy matrix, task-switching streams an online accuracy.
-    if not isinstance(record, dict) or not {"accuracy_matrix", "oca"} & set(record):
-        raise CheckpointError(f"job result {path} is not a result record; delete it to redo it")
-    return record
+    try:
+        return kind.from_dict(data, f"job result {path}")
+    except ValueError as error:
+        raise CheckpointError(f"{error} (not a result record?); delete it to redo it") from error
 
 
 class CheckpointPlugin(SupervisedPlugin):

@@ -1,6 +1,8 @@
 """The outputs of a benchmark invocation: summary statistics, tables, files and plots.
 
-Everything here works from one results dict of a fixed form::
+Everything here works from the results of a task sequence, typed by ``lifelong.records``
+(:class:`~lifelong.records.ResultsFile`, one :class:`~lifelong.records.SequenceRun` per job),
+or from the same as the dict ``results.json`` holds::
 
     {
         "stream": str,                  # stream name
@@ -27,13 +29,11 @@ import dataclasses
 import enum
 import json
 import math
-import numbers
 import os
-import re
 from collections.abc import Mapping, Sequence
 from io import StringIO
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from matplotlib import colormaps
@@ -42,6 +42,14 @@ from matplotlib.figure import Figure
 
 from lifelong.io import atomic_path, atomic_write_text
 from lifelong.metrics import as_accuracy_matrix
+from lifelong.records import (
+    ResultsFile,
+    SequenceRun,
+    SequenceSummary,
+    matrix_csv_name,
+    runs_from_dicts,
+    summary_from_dicts,
+)
 
 __all__ = [
     "REQUIRED_RESULT_KEYS",
@@ -55,36 +63,15 @@ __all__ = [
     "write_outputs",
 ]
 
-REQUIRED_RESULT_KEYS = ("stream", "scenario", "config", "runs", "summary")
+REQUIRED_RESULT_KEYS = tuple(ResultsFile.required_keys())
 """Top-level keys every results dict must have."""
 
-REQUIRED_RUN_KEYS = (
-    "agent",
-    "seed",
-    "accuracy_matrix",
-    "acc",
-    "bwt",
-    "fwt",
-    "forgetting",
-    "wall_time_s",
-)
+REQUIRED_RUN_KEYS = tuple(SequenceRun.required_keys())
 """Keys every run must have; runs may carry more."""
 
 _RUN_METRICS = ("acc", "bwt", "fwt", "forgetting")
 
-SUMMARY_KEYS = (
-    "agent",
-    "n_seeds",
-    "acc_mean",
-    "acc_std",
-    "bwt_mean",
-    "bwt_std",
-    "fwt_mean",
-    "fwt_std",
-    "forgetting_mean",
-    "forgetting_std",
-    "wall_time_s_mean",
-)
+SUMMARY_KEYS = tuple(SequenceSummary.required_keys())
 """Keys every summary row has, in order; ``{key}_mean`` of each ``avalanche_*`` run key,
 timing split and memory figure (``memory_bytes``, ``stored_samples``) present follows them."""
 
@@ -104,59 +91,72 @@ METRIC_NOTE = (
 """The one-line note under the markdown table."""
 
 _COLUMNS = (
-    "Agent", "Seeds", "ACC (%)", "BWT (%)", "FWT (%)", "Forgetting (%)", "Time (s)", "Memory (kB)"
+    "Agent",
+    "Seeds",
+    "ACC (%)",
+    "BWT (%)",
+    "FWT (%)",
+    "Forgetting (%)",
+    "Time (s)",
+    "Memory (kB)",
 )
 
 
-def summarize_runs(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def summarize_runs(runs: Sequence[SequenceRun | Mapping[str, Any]]) -> list[SequenceSummary]:
     """Aggregate runs over seeds, one row per agent.
 
     Args:
-        runs: Run records with at least ``agent``, ``seed``, ``acc``, ``bwt``, ``fwt``,
-            ``forgetting`` and ``wall_time_s``.
+        runs: Run records, or run dicts as in ``results.json`` (read with
+            :class:`~lifelong.records.SequenceRun`).
 
     Returns:
-        One dict per agent, in order of the agent's first run, with the keys of
-        :data:`SUMMARY_KEYS`: ``n_seeds`` is the agent's number of runs; ``*_std`` is the
-        sample standard deviation (``ddof=1``) over them, 0.0 for a single run. Then, for
-        every ``avalanche_*``, ``train_time_s``, ``eval_time_s``, ``memory_bytes`` and
-        ``stored_samples`` key found in the agent's runs, ``{key}_mean``: its mean over the
-        runs that have it and give a value (peak RAM, for one, is only present when it was
-        measured; ``stored_samples`` is ``None`` for an agent without a sample memory).
-        ``diverged_runs``, only where some run's loss became NaN or infinite: how many.
+        One row per agent, in order of the agent's first run: ``n_seeds`` is the agent's
+        number of runs; ``*_std`` is the sample standard deviation (``ddof=1``) over them, 0.0
+        for a single run. Its extras hold, for every ``avalanche_*``, ``train_time_s``,
+        ``eval_time_s``, ``memory_bytes`` and ``stored_samples`` key found in the agent's
+        runs, ``{key}_mean``: its mean over the runs that give a value (peak RAM, for one, is
+        only present when it was measured; ``stored_samples`` is ``None`` for an agent without
+        a sample memory); and ``diverged_runs``, only where some run's loss became NaN or
+        infinite: how many.
 
     Raises:
         ValueError: If ``runs`` is empty, a run lacks a key, a value is not a finite number,
             or an agent has two runs with the same seed.
     """
-    _validate_runs(runs, need_matrix=False)
-    groups: dict[str, list[Mapping[str, Any]]] = {}
-    for run in runs:
-        groups.setdefault(run["agent"], []).append(run)
-
-    summary: list[dict[str, Any]] = []
-    for agent, agent_runs in groups.items():
-        row: dict[str, Any] = {"agent": agent, "n_seeds": len(agent_runs)}
-        for name in _RUN_METRICS:
-            values = [float(run[name]) for run in agent_runs]
-            row[f"{name}_mean"] = _mean(values)
-            row[f"{name}_std"] = _sample_std(values)
-        row["wall_time_s_mean"] = _mean([float(run["wall_time_s"]) for run in agent_runs])
-        for key in _averaged_extra_keys(agent_runs):
-            values = [float(run[key]) for run in agent_runs if run.get(key) is not None]
-            row[f"{key}_mean"] = _mean(values)
-        diverged = sum(run.get("diverged") is not None for run in agent_runs)
-        if diverged:
-            row["diverged_runs"] = diverged
-        summary.append(row)
-    return summary
+    records = cast(list[SequenceRun], runs_from_dicts(runs, SequenceRun))
+    groups: dict[str, list[SequenceRun]] = {}
+    for record in records:
+        groups.setdefault(record.agent, []).append(record)
+    return [_summary_row(agent, agent_runs) for agent, agent_runs in groups.items()]
 
 
-def format_summary_table(summary: Sequence[Mapping[str, Any]]) -> str:
+def _summary_row(agent: str, runs: Sequence[SequenceRun]) -> SequenceSummary:
+    means: dict[str, Any] = {}
+    for name in _RUN_METRICS:
+        values = [float(getattr(run, name)) for run in runs]
+        means[f"{name}_mean"] = _mean(values)
+        means[f"{name}_std"] = _sample_std(values)
+    extras: dict[str, Any] = {}
+    flat = [run.to_dict() for run in runs]
+    for key in _averaged_extra_keys(flat):
+        extras[f"{key}_mean"] = _mean([float(r[key]) for r in flat if r.get(key) is not None])
+    diverged = sum(run.diverged is not None for run in runs)
+    if diverged:
+        extras["diverged_runs"] = diverged
+    return SequenceSummary(
+        agent=agent,
+        n_seeds=len(runs),
+        **means,
+        wall_time_s_mean=_mean([run.wall_time_s for run in runs]),
+        extras=extras,
+    )
+
+
+def format_summary_table(summary: Sequence[SequenceSummary | Mapping[str, Any]]) -> str:
     """Render summary rows as an aligned plain-text table for the terminal.
 
     Args:
-        summary: Rows as returned by :func:`summarize_runs`.
+        summary: Rows as returned by :func:`summarize_runs`, or as dicts from ``results.json``.
 
     Returns:
         The table, one line per agent under a header and a rule, without a final newline.
@@ -166,7 +166,7 @@ def format_summary_table(summary: Sequence[Mapping[str, Any]]) -> str:
     Raises:
         ValueError: If a row lacks a key of :data:`SUMMARY_KEYS`.
     """
-    rows = [_table_cells(row) for row in _validate_summary(summary)]
+    rows = [_table_cells(row.to_dict()) for row in summary_from_dicts(summary, SequenceSummary)]
     return aligned_table(_COLUMNS, rows)
 
 
@@ -187,11 +187,11 @@ def aligned_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join([line(header), rule, *(line(cells) for cells in rows)])
 
 
-def summary_markdown(results: Mapping[str, Any]) -> str:
+def summary_markdown(results: ResultsFile | Mapping[str, Any]) -> str:
     """Render the results as a markdown summary: heading, seeds, table and metric note.
 
     Args:
-        results: A results dict (see the module docstring).
+        results: The results, or a results dict (see the module docstring).
 
     Returns:
         Markdown text ending in a newline.
@@ -199,18 +199,18 @@ def summary_markdown(results: Mapping[str, Any]) -> str:
     Raises:
         ValueError: If ``results`` is malformed (see :func:`validate_results`).
     """
-    validate_results(results)
-    runs = results["runs"]
-    seeds = sorted({int(run["seed"]) for run in runs})
-    n_tasks = len(runs[0]["accuracy_matrix"][0])
+    parsed = validate_results(results)
+    runs = cast(list[SequenceRun], parsed.runs)
+    seeds = sorted({run.seed for run in runs})
+    n_tasks = runs[0].n_tasks
     header = "| " + " | ".join(_COLUMNS) + " |"
     align = "|" + "|".join([":---", *["---:"] * (len(_COLUMNS) - 1)]) + "|"
     body = [
-        "| " + " | ".join(cell.replace("|", "\\|") for cell in _table_cells(row)) + " |"
-        for row in results["summary"]
+        "| " + " | ".join(cell.replace("|", "\\|") for cell in _table_cells(row.to_dict())) + " |"
+        for row in parsed.summary
     ]
     lines = [
-        f"# {results['stream']} ({results['scenario']})",
+        f"# {parsed.stream} ({parsed.scenario})",
         "",
         f"{n_tasks} tasks; seeds {', '.join(str(s) for s in seeds)}; {len(runs)} runs.",
         "",
@@ -224,7 +224,9 @@ def summary_markdown(results: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(results: Mapping[str, Any], out_dir: str | os.PathLike[str]) -> dict[str, Path]:
+def write_outputs(
+    results: ResultsFile | Mapping[str, Any], out_dir: str | os.PathLike[str]
+) -> dict[str, Path]:
     """Write every output file of a benchmark invocation into ``out_dir``.
 
     All inputs are validated and serialised before the first file is written, and each file
@@ -243,7 +245,7 @@ def write_outputs(results: Mapping[str, Any], out_dir: str | os.PathLike[str]) -
     - ``accuracy_matrix.png``: per agent, the seed-mean R as a heatmap.
 
     Args:
-        results: A results dict (see the module docstring).
+        results: The results, or a results dict (see the module docstring).
         out_dir: Output folder; created if missing.
 
     Returns:
@@ -253,16 +255,16 @@ def write_outputs(results: Mapping[str, Any], out_dir: str | os.PathLike[str]) -
         ValueError: If ``results`` is malformed (see :func:`validate_results`) or holds a
             value JSON cannot represent.
     """
-    validate_results(results)
-    runs = results["runs"]
+    parsed = validate_results(results)
+    runs = cast(list[SequenceRun], parsed.runs)
     texts: dict[str, str] = {
-        "results.json": _to_json(results, "results"),
-        "config.json": _to_json(results["config"], "config"),
+        "results.json": _to_json(parsed.to_dict(), "results"),
+        "config.json": _to_json(parsed.config, "config"),
     }
     for run in runs:
-        texts[_matrix_csv_name(run["agent"], run["seed"])] = _matrix_csv(run["accuracy_matrix"])
-    texts["summary.md"] = summary_markdown(results)
-    texts["summary.csv"] = _summary_csv(results["summary"])
+        texts[matrix_csv_name(run.agent, run.seed)] = _matrix_csv(run.accuracy_matrix)
+    texts["summary.md"] = summary_markdown(parsed)
+    texts["summary.csv"] = _summary_csv([row.to_dict() for row in parsed.summary])
 
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -283,125 +285,42 @@ def write_outputs(results: Mapping[str, Any], out_dir: str | os.PathLike[str]) -
     return written
 
 
-def validate_results(results: Mapping[str, Any]) -> None:
-    """Check a results dict against the fixed form of the module docstring.
+def validate_results(results: ResultsFile | Mapping[str, Any]) -> ResultsFile:
+    """Read and check the results of a task sequence (see the module docstring).
 
     Args:
-        results: The dict to check.
+        results: A results dict, or results already read (returned as they are).
+
+    Returns:
+        The results, typed.
 
     Raises:
         ValueError: Naming the first problem found: a missing key, a value of the wrong type,
             an invalid accuracy matrix, runs with different numbers of tasks, a duplicate
-            (agent, seed), two agents whose file names collide, or a malformed summary row.
+            (agent, seed), two agents whose file names collide, a malformed summary row, or
+            runs of a task-switching stream (``lifelong.switching_run`` writes those).
     """
-    if not isinstance(results, Mapping):
-        raise ValueError(f"results must be a dict, got {type(results).__name__}")
-    for key in REQUIRED_RESULT_KEYS:
-        if key not in results:
-            raise ValueError(
-                f"results is missing the key {key!r}; it needs {list(REQUIRED_RESULT_KEYS)}"
-            )
-    for key in ("stream", "scenario"):
-        if not isinstance(results[key], str) or not results[key]:
-            raise ValueError(f"results[{key!r}] is {results[key]!r}; it must be a non-empty str")
-    if not isinstance(results["config"], Mapping):
+    parsed = results if isinstance(results, ResultsFile) else ResultsFile.from_dict(results)
+    if parsed.switching:
         raise ValueError(
-            f"results['config'] is a {type(results['config']).__name__}; it must be a dict "
-            f"(convert a config dataclass with dataclasses.asdict)"
+            "results hold task-switching runs; write them with "
+            "lifelong.switching_run.write_switching_outputs"
         )
-    _validate_runs(results["runs"], need_matrix=True)
-    _validate_summary(results["summary"])
-
-
-def _validate_runs(runs: Any, *, need_matrix: bool) -> None:
-    if isinstance(runs, str | bytes) or not isinstance(runs, Sequence) or not runs:
-        raise ValueError(f"runs must be a non-empty list of run dicts, got {runs!r:.80}")
-    seen: set[tuple[str, int]] = set()
-    file_names: dict[str, str] = {}
-    shape: tuple[int, ...] | None = None
-    required = (
-        REQUIRED_RUN_KEYS
-        if need_matrix
-        else tuple(k for k in REQUIRED_RUN_KEYS if k != "accuracy_matrix")
-    )
-    for index, run in enumerate(runs):
-        where = f"runs[{index}]"
-        if not isinstance(run, Mapping):
-            raise ValueError(f"{where} is a {type(run).__name__}; it must be a dict")
-        for key in required:
-            if key not in run:
-                raise ValueError(f"{where} is missing the key {key!r}; runs need {list(required)}")
-        agent, seed = run["agent"], run["seed"]
-        if not isinstance(agent, str) or not agent:
-            raise ValueError(f"{where}['agent'] is {agent!r}; it must be a non-empty str")
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise ValueError(f"{where}['seed'] is {seed!r}; it must be an int")
-        where = f"{where} (agent {agent!r}, seed {seed})"
-        if (agent, int(seed)) in seen:
-            raise ValueError(f"{where} repeats an (agent, seed) pair; each must run once")
-        seen.add((agent, int(seed)))
-        for key in (*_RUN_METRICS, "wall_time_s"):
-            _check_number(run[key], f"{where}[{key!r}]")
-        if run["wall_time_s"] < 0:
-            raise ValueError(f"{where}['wall_time_s'] is {run['wall_time_s']!r}; it must be >= 0")
-        for key in run:
-            if isinstance(key, str) and key.startswith(_AVALANCHE_PREFIX):
-                _check_number(run[key], f"{where}[{key!r}]")
-        if not need_matrix:
-            continue
-        try:
-            matrix = as_accuracy_matrix(run["accuracy_matrix"])
-        except ValueError as err:
-            raise ValueError(f"{where}['accuracy_matrix']: {err}") from err
-        if shape is not None and matrix.shape != shape:
-            raise ValueError(
-                f"{where}['accuracy_matrix'] has shape {matrix.shape} but runs[0]'s has "
-                f"{shape}; all runs of one stream must see the same number of tasks"
-            )
-        shape = matrix.shape
-        name = _matrix_csv_name(agent, int(seed))
-        if file_names.setdefault(name, agent) != agent:
-            raise ValueError(
-                f"agents {file_names[name]!r} and {agent!r} map to the same file name {name!r}; "
-                f"rename one (letters, digits, '.', '_' and '-' are kept in file names)"
-            )
-
-
-def _validate_summary(summary: Any) -> Sequence[Mapping[str, Any]]:
-    if isinstance(summary, str | bytes) or not isinstance(summary, Sequence) or not summary:
-        raise ValueError(
-            f"summary must be a non-empty list of rows from summarize_runs(), got {summary!r:.80}"
-        )
-    for index, row in enumerate(summary):
-        if not isinstance(row, Mapping):
-            raise ValueError(f"summary[{index}] is a {type(row).__name__}; it must be a dict")
-        for key in SUMMARY_KEYS:
-            if key not in row:
-                raise ValueError(
-                    f"summary[{index}] is missing the key {key!r}; build the summary with "
-                    f"summarize_runs(runs)"
-                )
-        for key in SUMMARY_KEYS[2:]:
-            _check_number(row[key], f"summary[{index}][{key!r}]")
-    return summary
-
-
-def _check_number(value: Any, where: str) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, numbers.Real)
-        or not math.isfinite(float(value))
-    ):
-        raise ValueError(f"{where} is {value!r}; it must be a finite number")
+    return parsed
 
 
 def _averaged_extra_keys(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Run keys averaged into the summary, in order of first appearance."""
     keys: dict[str, None] = {}
     for run in runs:
         for key in run:
-            if isinstance(key, str) and (
-                key.startswith(_AVALANCHE_PREFIX) or key in _TIMING_KEYS or key in _MEMORY_KEYS
-            ) and run[key] is not None:
+            if (
+                isinstance(key, str)
+                and (
+                    key.startswith(_AVALANCHE_PREFIX) or key in _TIMING_KEYS or key in _MEMORY_KEYS
+                )
+                and run[key] is not None
+            ):
                 keys.setdefault(key, None)
     return list(keys)
 
@@ -434,11 +353,6 @@ def _table_cells(row: Mapping[str, Any]) -> list[str]:
         # Stored bytes of every kind (lifelong.budget), in kB of 1,000 bytes.
         f"{float(row['memory_bytes_mean']) / 1000:.1f}" if "memory_bytes_mean" in row else "-",
     ]
-
-
-def _matrix_csv_name(agent: str, seed: int) -> str:
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", agent)
-    return f"accuracy_matrix__{safe}__seed{seed}.csv"
 
 
 def _matrix_csv(matrix_like: Any) -> str:
@@ -520,10 +434,10 @@ class _AgentStats:
     std: np.ndarray  # sample std over seeds (0 for one seed), (T + 1, T)
 
 
-def _seed_stats(runs: Sequence[Mapping[str, Any]]) -> list[_AgentStats]:
+def _seed_stats(runs: Sequence[SequenceRun]) -> list[_AgentStats]:
     groups: dict[str, list[np.ndarray]] = {}
     for run in runs:
-        groups.setdefault(run["agent"], []).append(as_accuracy_matrix(run["accuracy_matrix"]))
+        groups.setdefault(run.agent, []).append(as_accuracy_matrix(run.accuracy_matrix))
     stats = []
     for agent, matrices in groups.items():
         stack = np.stack(matrices)

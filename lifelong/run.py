@@ -68,6 +68,7 @@ from lifelong.loggers import MatrixLoggers
 from lifelong.methods import quiet_library_warnings, stored_samples
 from lifelong.metrics import summarize_matrix
 from lifelong.models import build_model
+from lifelong.records import ResultsFile, SequenceRun
 from lifelong.report import summarize_runs, write_outputs
 from lifelong.switching_run import run_switching
 from lifelong.tensor_evaluator import IsolatedEvalRandomness, TensorEvaluator, test_sets_of
@@ -165,20 +166,22 @@ def _run(config: RunConfig, progress: bool, *, resuming: bool) -> dict[str, Any]
     prepare_folder(out_dir, config, resuming=resuming)
     jobs = [Job(config, agent, seed) for seed in config.seeds for agent in config.agents]
     runs = _execute(jobs, config, stream.n_tasks, progress)
-    results = {
-        "stream": stream.name,
-        "scenario": stream.scenario.value,
-        "n_tasks": stream.n_tasks,
-        "n_classes": stream.n_classes,
-        "input_shape": list(stream.input_shape),
-        "evaluated_on": "validation" if config.stream.validation_fraction else "test",
-        "config": config_to_dict(config),
-        "environment": _environment(config.device),
-        "runs": runs,
-        "summary": summarize_runs(runs),
-    }
+    results = ResultsFile(
+        stream=stream.name,
+        scenario=stream.scenario.value,
+        config=config_to_dict(config),
+        runs=runs,
+        summary=summarize_runs(runs),
+        extras={
+            "n_tasks": stream.n_tasks,
+            "n_classes": stream.n_classes,
+            "input_shape": list(stream.input_shape),
+            "evaluated_on": "validation" if config.stream.validation_fraction else "test",
+            "environment": _environment(config.device),
+        },
+    )
     write_outputs(results, out_dir)
-    return results
+    return results.to_dict()
 
 
 def _run_task_switching(
@@ -229,7 +232,7 @@ def _task_sequence(stream: TaskStream | SwitchingStream) -> TaskStream:
     return stream
 
 
-def run_job(job: Job, on_experience: ProgressCallback | None = None) -> dict[str, Any]:
+def run_job(job: Job, on_experience: ProgressCallback | None = None) -> SequenceRun:
     """Train one agent on one seed's stream and measure it.
 
     With an output folder in ``job.config`` the job checkpoints itself after every
@@ -250,10 +253,10 @@ def run_job(job: Job, on_experience: ProgressCallback | None = None) -> dict[str
         lifelong.checkpoint.CheckpointError: If the job's checkpoint or record is unreadable.
     """
     files = JobFiles.of(job.config.out, job.agent, job.seed) if job.config.out else None
-    if files is not None and (done := read_job_result(files.result)) is not None:
+    if files is not None and (done := read_job_result(files.result, SequenceRun)) is not None:
         # A kill between writing the record and deleting the checkpoint leaves both.
         files.checkpoint.unlink(missing_ok=True)
-        _report(on_experience, len(done["accuracy_matrix"][0]))
+        _report(on_experience, done.n_tasks)
         return done
     torch.set_num_threads(job.config.threads)
     seed_everything(job.seed)
@@ -350,7 +353,7 @@ def _report(callback: ProgressCallback | None, times: int) -> None:
 
 def _job_record(
     job: Job, stream: TaskStream, strategy: SupervisedTemplate, wall_time: float
-) -> dict[str, Any]:
+) -> SequenceRun:
     tensor_evaluator = _find_plugin(strategy, TensorEvaluator)
     if tensor_evaluator is not None:
         matrix = tensor_evaluator.matrix(stream.n_tasks)
@@ -367,7 +370,7 @@ def _job_record(
     reports = [getattr(holder, "run_report", None) for holder in (strategy, *strategy.plugins)]
     bytes_check = _find_plugin(strategy, ByteBudgetCheck)
     by_kind = memory_bytes_by_kind(strategy, bytes_check.facts) if bytes_check else {}
-    return {
+    record = {
         "agent": job.agent,
         "seed": job.seed,
         "accuracy_matrix": matrix.tolist(),
@@ -386,6 +389,8 @@ def _job_record(
         **settings_record(job.config.variants, job.agent, job_options(job)),
         **{key: value for report in reports if callable(report) for key, value in report().items()},
     }
+    # Read like a saved record, so a job's own report is held to the same schema.
+    return SequenceRun.from_dict(record, f"job {job.agent!r} seed {job.seed}")
 
 
 def _build_strategy(
@@ -476,8 +481,7 @@ def _check_agent_options(config: RunConfig) -> None:
     for variant in config.variants:
         if variant in available_agents():
             raise ConfigError(
-                f"variant name {variant!r} is a registered agent's; give the variant another "
-                "name"
+                f"variant name {variant!r} is a registered agent's; give the variant another name"
             )
     for name, overrides in config.agent_options.items():
         if name not in config.agents:
@@ -572,9 +576,7 @@ class _ProgressPlugin(SupervisedPlugin):
         self._callback()
 
 
-def _execute(
-    jobs: list[Job], config: RunConfig, n_tasks: int, progress: bool
-) -> list[dict[str, Any]]:
+def _execute(jobs: list[Job], config: RunConfig, n_tasks: int, progress: bool) -> list[SequenceRun]:
     if config.executor == "local":
         return _execute_local(jobs, n_tasks, progress)
     if config.executor == "process":
@@ -582,7 +584,7 @@ def _execute(
     return _execute_ray(jobs, config.ray_address, progress)
 
 
-def _execute_local(jobs: list[Job], n_tasks: int, progress: bool) -> list[dict[str, Any]]:
+def _execute_local(jobs: list[Job], n_tasks: int, progress: bool) -> list[SequenceRun]:
     results = []
     with _progress_bar(len(jobs) * n_tasks, "experiences", progress) as bar:
         for job in jobs:
@@ -593,7 +595,7 @@ def _execute_local(jobs: list[Job], n_tasks: int, progress: bool) -> list[dict[s
 
 def _execute_process_pool(
     jobs: list[Job], workers: int | None, progress: bool
-) -> list[dict[str, Any]]:
+) -> list[SequenceRun]:
     workers = min(workers or os.cpu_count() or 1, len(jobs))
     # Spawned workers start clean: forking a process that already ran torch can deadlock.
     with (
@@ -606,7 +608,7 @@ def _execute_process_pool(
         return [future.result() for future in futures]
 
 
-def _execute_ray(jobs: list[Job], address: str | None, progress: bool) -> list[dict[str, Any]]:
+def _execute_ray(jobs: list[Job], address: str | None, progress: bool) -> list[SequenceRun]:
     try:
         import ray
     except ImportError as error:
@@ -619,7 +621,7 @@ def _execute_ray(jobs: list[Job], address: str | None, progress: bool) -> list[d
     try:
         remote_job = ray.remote(run_job)
         pending = {remote_job.remote(job): index for index, job in enumerate(jobs)}
-        results: list[dict[str, Any] | None] = [None] * len(jobs)
+        results: list[SequenceRun | None] = [None] * len(jobs)
         with _progress_bar(len(jobs), "runs", progress) as bar:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)

@@ -230,4 +230,3 @@ def _description(folder: Path) -> dict[str, Any]:
     ):
         raise AgentLoadError(f"saved agent {folder} is corrupt: {AGENT_FILE} is incomplete")
     return description
-

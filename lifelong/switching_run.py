@@ -47,25 +47,14 @@ from lifelong.prequential import (
     retrieval_precision,
 )
 from lifelong.pretraining import ProtoNetSettings, pretrain_protonet
+from lifelong.records import ResultsFile, SwitchingRun, SwitchingSummary, runs_from_dicts
 from lifelong.report import aligned_table
 from lifelong.saved_agents import SavableLearner, save_agent
 from streams.switching import SwitchingStream
 
 __all__ = ["SWITCHING_SUMMARY_KEYS", "format_switching_table", "mean_std", "run_switching"]
 
-SWITCHING_SUMMARY_KEYS = (
-    "agent",
-    "n_seeds",
-    "oca_mean",
-    "oca_std",
-    "oca_first_visit_mean",
-    "oca_revisit_mean",
-    "oca_revisit_std",
-    "oca_pretrain_mean",
-    "oca_new_mean",
-    "oca_ood_mean",
-    "wall_time_s_mean",
-)
+SWITCHING_SUMMARY_KEYS = tuple(SwitchingSummary.required_keys())
 """Keys of every summary row of a task-switching run."""
 
 _COLUMNS = ("Agent", "Seeds", "OCA (%)", "1st visit", "Revisit (%)", "Pretrain", "New", "OOD")
@@ -92,7 +81,7 @@ def run_switching(
     Returns:
         The results dict written to ``results.json``.
     """
-    runs = []
+    runs: list[SwitchingRun] = []
     first: SwitchingStream = stream_for(config.seeds[0])
     with tqdm(
         total=len(config.seeds) * len(config.agents) * first.n_steps,
@@ -104,7 +93,7 @@ def run_switching(
             stream = stream_for(seed)
             result_files = {a: JobFiles.of(out_dir, a, seed).result for a in config.agents}
             # Read up front, so that an unreadable record stops the run before any job.
-            done = {agent: read_job_result(path) for agent, path in result_files.items()}
+            done = {a: read_job_result(path, SwitchingRun) for a, path in result_files.items()}
             encoder = None  # pre-trained (or read from the cache) only if a job needs it
             for agent in config.agents:
                 bar.set_description(f"{agent} seed {seed}")
@@ -116,24 +105,26 @@ def run_switching(
                     write_job_result(result_files[agent], record)
                 runs.append(record)
                 bar.update(stream.n_steps)
-    results = {
-        "stream": first.name,
-        "scenario": first.scenario.value,
-        "n_steps": first.n_steps,
-        "ways": first.ways,
-        "shots": first.shots,
-        "p": first.p_stay,
-        "labels": first.labels,
-        "boundaries": first.boundaries,
-        "distributions": [{"name": d.name, "kind": d.kind.value} for d in first.distributions],
-        "evaluated_on": "prequential",
-        "config": config_to_dict(config),
-        "environment": dict(environment),
-        "runs": runs,
-        "summary": summarize_switching_runs(runs),
-    }
+    results = ResultsFile(
+        stream=first.name,
+        scenario=first.scenario.value,
+        config=config_to_dict(config),
+        runs=runs,
+        summary=summarize_switching_runs(runs),
+        extras={
+            "n_steps": first.n_steps,
+            "ways": first.ways,
+            "shots": first.shots,
+            "p": first.p_stay,
+            "labels": first.labels,
+            "boundaries": first.boundaries,
+            "distributions": [{"name": d.name, "kind": d.kind.value} for d in first.distributions],
+            "evaluated_on": "prequential",
+            "environment": dict(environment),
+        },
+    )
     write_switching_outputs(results, out_dir)
-    return results
+    return results.to_dict()
 
 
 def _pretrained(
@@ -154,7 +145,7 @@ def _job(
     agent: str,
     seed: int,
     out_dir: Path,
-) -> dict[str, Any]:
+) -> SwitchingRun:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -206,27 +197,34 @@ def _job(
         record["retrieval"] = retrieval_precision(
             trace["observed"], trace["retrieved"], stream.truth
         )
-    return record
+    return SwitchingRun.from_dict(record, f"job {agent!r} seed {seed}")
 
 
-def summarize_switching_runs(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """One row per agent: means (and sample stds) over seeds, keys ``SWITCHING_SUMMARY_KEYS``."""
-    groups: dict[str, list[Mapping[str, Any]]] = {}
-    for run in runs:
-        groups.setdefault(run["agent"], []).append(run)
+def summarize_switching_runs(
+    runs: Sequence[SwitchingRun | Mapping[str, Any]],
+) -> list[SwitchingSummary]:
+    """One row per agent: means (and sample stds) over seeds, keys ``SWITCHING_SUMMARY_KEYS``.
+
+    Raises:
+        ValueError: If ``runs`` is empty, a run is malformed or an (agent, seed) repeats.
+    """
+    records = cast(list[SwitchingRun], runs_from_dicts(runs, SwitchingRun))
+    groups: dict[str, list[SwitchingRun]] = {}
+    for run in records:
+        groups.setdefault(run.agent, []).append(run)
     rows = []
     for agent, agent_runs in groups.items():
         row: dict[str, Any] = {"agent": agent, "n_seeds": len(agent_runs)}
         for name, values in (
-            ("oca", [r["oca"] for r in agent_runs]),
-            ("oca_revisit", [r["oca_revisit"] for r in agent_runs]),
+            ("oca", [r.oca for r in agent_runs]),
+            ("oca_revisit", [r.oca_revisit for r in agent_runs]),
         ):
             row[f"{name}_mean"], row[f"{name}_std"] = mean_std(values)
-        row["oca_first_visit_mean"] = mean_std([r["oca_first_visit"] for r in agent_runs])[0]
+        row["oca_first_visit_mean"] = mean_std([r.oca_first_visit for r in agent_runs])[0]
         for kind in ("pretrain", "new", "ood"):
-            row[f"oca_{kind}_mean"] = mean_std([r["oca_by_type"][kind] for r in agent_runs])[0]
-        row["wall_time_s_mean"] = float(np.mean([r["wall_time_s"] for r in agent_runs]))
-        rows.append({key: row[key] for key in SWITCHING_SUMMARY_KEYS})
+            row[f"oca_{kind}_mean"] = mean_std([r.oca_by_type[kind] for r in agent_runs])[0]
+        row["wall_time_s_mean"] = float(np.mean([r.wall_time_s for r in agent_runs]))
+        rows.append(SwitchingSummary(**row))
     return rows
 
 
@@ -235,24 +233,26 @@ def format_switching_table(summary: Sequence[Mapping[str, Any]]) -> str:
     return aligned_table(_COLUMNS, [_cells(row) for row in summary])
 
 
-def write_switching_outputs(results: Mapping[str, Any], out_dir: Path) -> None:
+def write_switching_outputs(results: ResultsFile, out_dir: Path) -> None:
     """``results.json``, ``summary.csv``, ``summary.md`` and the two PNGs, each atomically."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / "results.json", json.dumps(results, indent=2) + "\n")
-    atomic_write_text(out_dir / "config.json", json.dumps(results["config"], indent=2) + "\n")
+    summary = [row.to_dict() for row in results.summary]
+    atomic_write_text(out_dir / "results.json", json.dumps(results.to_dict(), indent=2) + "\n")
+    atomic_write_text(out_dir / "config.json", json.dumps(results.config, indent=2) + "\n")
     header = ",".join(SWITCHING_SUMMARY_KEYS)
     lines = [header] + [
         ",".join("" if row[k] is None else str(row[k]) for k in SWITCHING_SUMMARY_KEYS)
-        for row in results["summary"]
+        for row in summary
     ]
     atomic_write_text(out_dir / "summary.csv", "\n".join(lines) + "\n")
-    table = format_switching_table(results["summary"])
+    table = format_switching_table(summary)
     atomic_write_text(out_dir / "summary.md", f"```\n{table}\n```\n")
+    runs = [run.to_dict() for run in results.runs]
     for name, draw in (
         ("recovery_curves.png", _draw_recovery),
         ("prequential_accuracy.png", _draw_prequential),
     ):
-        figure = draw(results["runs"])
+        figure = draw(runs)
         with atomic_path(out_dir / name) as tmp:
             figure.savefig(tmp, format="png", dpi=110)
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lifelong.metrics import retrieval_precision
+from lifelong.report import summarize_runs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,6 +71,7 @@ def _results(folder: Path, agents: list[str], acc: float, lr: float = 0.1, retri
         "n_tasks": 2,
         "config": {"stream": {"name": "s"}, "train": {"lr": lr, "memory_size": 5}, "seeds": [0, 1]},
         "runs": runs,
+        "summary": [row.to_dict() for row in summarize_runs(runs)],
     }
     folder.mkdir()
     (folder / "results.json").write_text(json.dumps(results))

@@ -15,6 +15,7 @@ from matplotlib.image import imread
 
 from lifelong import io as lio
 from lifelong.io import atomic_path, atomic_write_bytes, atomic_write_text
+from lifelong.records import ResultsFile
 from lifelong.report import (
     REQUIRED_RESULT_KEYS,
     REQUIRED_RUN_KEYS,
@@ -76,7 +77,7 @@ def make_results(runs=None):
         "scenario": "class_incremental",
         "config": {"lr": 0.1, "hidden": [100, 100], "seeds": [0, 1, 2]},
         "runs": runs,
-        "summary": summarize_runs(runs),
+        "summary": [row.to_dict() for row in summarize_runs(runs)],
     }
 
 
@@ -84,7 +85,7 @@ def make_results(runs=None):
 
 
 def test_summary_values_match_hand_computed_means_and_stds():
-    replay, naive = summarize_runs(make_runs())
+    replay, naive = (row.to_dict() for row in summarize_runs(make_runs()))
     assert list(replay)[: len(SUMMARY_KEYS)] == list(SUMMARY_KEYS)
     # acc 0.5, 0.6, 0.7: mean 0.6; sample std sqrt((0.01 + 0 + 0.01) / 2) = 0.1
     # bwt -0.1, -0.2, -0.3: mean -0.2, std 0.1
@@ -132,8 +133,8 @@ def test_summary_std_is_numpys_sample_std():
     accs = rng.uniform(size=5)
     runs = [make_run("a", s, float(v), 0.0, 0.0, 0.0, 1.0) for s, v in enumerate(accs)]
     (row,) = summarize_runs(runs)
-    assert row["acc_mean"] == pytest.approx(accs.mean())
-    assert row["acc_std"] == pytest.approx(accs.std(ddof=1))
+    assert row.acc_mean == pytest.approx(accs.mean())
+    assert row.acc_std == pytest.approx(accs.std(ddof=1))
 
 
 @pytest.mark.parametrize("key", [k for k in REQUIRED_RUN_KEYS if k != "accuracy_matrix"])
@@ -194,13 +195,11 @@ def test_stored_bytes_are_averaged_and_shown_in_kilobytes():
     for run, stored in zip(runs, [627_200, 600_000, 0, 0, 0, 0], strict=False):
         run["memory_bytes"] = stored
     summary = summarize_runs(runs)
-    assert summary[0]["memory_bytes_mean"] == pytest.approx(
-        sum(r["memory_bytes"] for r in runs if r["agent"] == summary[0]["agent"])
-        / summary[0]["n_seeds"]
+    mean = summary[0].extras["memory_bytes_mean"]
+    assert mean == pytest.approx(
+        sum(r["memory_bytes"] for r in runs if r["agent"] == summary[0].agent) / summary[0].n_seeds
     )
-    assert format_summary_table(summary).splitlines()[2].split()[-1] == (
-        f"{summary[0]['memory_bytes_mean'] / 1000:.1f}"
-    )
+    assert format_summary_table(summary).splitlines()[2].split()[-1] == f"{mean / 1000:.1f}"
 
 
 def test_summary_markdown_has_context_table_and_note():
@@ -305,7 +304,13 @@ def test_every_file_is_written_and_nothing_else(written):
 
 def test_json_round_trips(written):
     results, out, _ = written
-    assert json.loads((out / "results.json").read_text()) == results
+    loaded = json.loads((out / "results.json").read_text())
+    # Every declared field of a run is written; the ones these runs leave out as their default.
+    assert loaded == ResultsFile.from_dict(results).to_dict()
+    assert ResultsFile.from_dict(loaded) == ResultsFile.from_dict(results)
+    for given, written_run in zip(results["runs"], loaded["runs"], strict=True):
+        assert written_run == {**written_run, **given}
+        assert written_run["task_identities"] is None and written_run["memory_bytes_by_kind"] == {}
     assert json.loads((out / "config.json").read_text()) == results["config"]
     assert (out / "results.json").read_text().startswith('{\n  "stream": "digits"')
 

@@ -93,9 +93,9 @@ def test_a_stopped_run_resumes_its_unfinished_jobs_only_with_equal_records(resul
     (out / "results.json").unlink()
     marked = JobFiles.of(out, first["agent"], first["seed"]).result
     record = json.loads(marked.read_text())
-    marked.write_text(json.dumps({**record, "wall_time_s": -1.0}))
+    marked.write_text(json.dumps({**record, "wall_time_s": 12345.0}))
     resumed = resume(out, progress=False)
-    assert resumed["runs"][0]["wall_time_s"] == -1.0
+    assert resumed["runs"][0]["wall_time_s"] == 12345.0
     for before, after in zip(found["runs"], resumed["runs"], strict=True):
         assert {**before, "wall_time_s": 0} == {**after, "wall_time_s": 0}
     assert json.loads((out / "results.json").read_text())["runs"] == resumed["runs"]
