@@ -20,7 +20,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from lifelong.io import atomic_write_text
 from lifelong.metrics import retrieval_precision
@@ -44,7 +44,8 @@ def load_merged(folders: Sequence[Path]) -> dict[str, Any]:
         raise ValueError("give at least one results folder")
     loaded = [_read(folder) for folder in folders]
     first = loaded[0]
-    runs = [run for run in first.runs if isinstance(run, SequenceRun)]
+    # validate_results refuses task-switching runs, so every run here is a SequenceRun.
+    runs = cast(list[SequenceRun], list(first.runs))
     for folder, results in zip(folders[1:], loaded[1:], strict=True):
         for key in _SHARED:
             if results.config[key] != first.config[key]:
@@ -55,7 +56,7 @@ def load_merged(folders: Sequence[Path]) -> dict[str, Any]:
         repeated = {r.agent for r in results.runs} & {r.agent for r in runs}
         if repeated:
             raise ValueError(f"{folder}: agents {sorted(repeated)} appear in two folders")
-        runs += [run for run in results.runs if isinstance(run, SequenceRun)]
+        runs += cast(list[SequenceRun], results.runs)
     merged = replace(first, runs=runs, summary=summarize_runs(runs))
     return {**merged.to_dict(), "folders": [str(folder) for folder in folders]}
 

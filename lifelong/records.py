@@ -87,7 +87,7 @@ class _Record:
                     f"{where} is missing the key {spec.name!r}; it needs {cls.required_keys()}"
                 )
         where = cls._name_with_identity(data, where)
-        hints = typing.get_type_hints(cls)
+        hints = _type_hints(cls)
         values = {}
         for spec in specs:
             if spec.name in data:
@@ -98,7 +98,7 @@ class _Record:
             if not isinstance(key, str):
                 raise ValueError(f"{where} has the key {key!r}; keys must be str")
             if key.startswith("avalanche_"):
-                _finite(value, f"{where}[{key!r}]")
+                _checked(value, float, where, key)
         record = cls(**values, extras=extras)
         record._check(where)
         return record
@@ -396,13 +396,6 @@ def summary_from_dicts(
         if isinstance(row, kind):
             out.append(row)
             continue
-        if isinstance(row, Mapping):
-            missing = [key for key in kind.required_keys() if key not in row]
-            if missing:
-                raise ValueError(
-                    f"summary[{index}] is missing the key {missing[0]!r}; build the summary "
-                    f"with summarize_runs(runs)"
-                )
         out.append(kind.from_dict(row, f"summary[{index}]"))
     return out  # type: ignore[return-value]
 
@@ -436,6 +429,16 @@ def _check_same_tasks(record: SequenceRun, first: Any, where: str) -> None:
                 f"{where}['accuracy_matrix'] has shape {own} but runs[0]'s has {shape}; all "
                 f"runs of one stream must see the same number of tasks"
             )
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _type_hints(cls: type) -> dict[str, Any]:
+    """A record class's field annotations, resolved once (they are strings here)."""
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
 
 
 def _declared(cls: type) -> list[dataclasses.Field[Any]]:
@@ -512,8 +515,3 @@ def _check_wall_time(wall_time_s: float, where: str) -> None:
     if wall_time_s < 0:
         raise ValueError(f"{where}['wall_time_s'] is {wall_time_s!r}; it must be >= 0")
 
-
-def _finite(value: Any, where: str) -> None:
-    problem = _scalar_problem(value, float)
-    if problem is not None:
-        raise ValueError(f"{where} is {value!r}; it must be {problem}")
