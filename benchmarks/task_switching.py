@@ -14,6 +14,10 @@ Full run folders (``results.json`` with every step) go to ``--runs`` (default
 ``runs/task_switching``)::
 
     python benchmarks/task_switching.py --data-root ../shared/data/omniglot --seeds 0,1,2
+
+``--agents a,b --no-ablations`` runs only those agents (in folders of their own) and keeps
+every other row of an earlier ``summary.json`` in ``--out``, so that a new baseline joins
+the tables without rerunning the rest.
 """
 
 from __future__ import annotations
@@ -50,11 +54,18 @@ def main() -> None:
         action="store_true",
         help="rebuild the tables from the run folders under --runs instead of running",
     )
+    parser.add_argument("--agents", help="comma-separated subset of the agents to run")
+    parser.add_argument(
+        "--no-ablations", action="store_true", help="skip the lifelong agent's ablation runs"
+    )
     args = parser.parse_args()
     seeds = tuple(int(s) for s in args.seeds.split(","))
     agents = tuple(
         sorted(n for n, e in available_agents().items() if Scenario.TASK_SWITCHING in e.scenarios)
     )
+    subset = bool(args.agents)
+    if subset:
+        agents = tuple(a.strip() for a in args.agents.split(","))
     rows: list[dict[str, Any]] = []
     began = time.perf_counter()
     for labels, p in SETTINGS:
@@ -67,10 +78,13 @@ def main() -> None:
         variants: list[tuple[tuple[str, ...], str, dict[str, dict[str, Any]]]] = [
             (agents, name, {})
         ]
-        variants += [
-            (("lifelong",), f"{name}__no_{switch}", {"lifelong": {switch: False}})
-            for switch in SWITCHES
-        ]
+        if subset:
+            variants = [(agents, f"{name}__{'+'.join(agents)}", {})]
+        if not args.no_ablations:
+            variants += [
+                (("lifelong",), f"{name}__no_{switch}", {"lifelong": {switch: False}})
+                for switch in SWITCHES
+            ]
         for run_agents, folder, options in variants:
             config = RunConfig(
                 stream=stream,
@@ -88,14 +102,26 @@ def main() -> None:
             print(f"{folder}: done ({time.perf_counter() - began:.0f} s so far)", flush=True)
         if args.from_runs:
             continue
-        plot = args.out / name / "recovery_curves.png"
+        plot = args.out / name / ("recovery_curves.png" if not subset else f"{variants[0][1]}.png")
         plot.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(args.runs / name / "recovery_curves.png", plot)
+        shutil.copyfile(args.runs / variants[0][1] / "recovery_curves.png", plot)
+    if subset:
+        rows = kept_rows(args.out / "summary.json", rows) + rows
+        rows.sort(key=lambda row: (row["labels"], row["p"]))  # stable: earlier rows first
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "summary.json", json.dumps(rows, indent=2) + "\n")
     table = markdown(rows, seeds)
     atomic_write_text(args.out / "summary.md", table)
     print(table)
+
+
+def kept_rows(path: Path, new: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The rows of an earlier ``summary.json`` that the new rows do not replace."""
+    if not path.is_file():
+        return []
+    replaced = {(r["labels"], r["p"], r["agent"]) for r in new}
+    earlier = json.loads(path.read_text())
+    return [r for r in earlier if (r["labels"], r["p"], r["agent"]) not in replaced]
 
 
 def summary_rows(

@@ -107,6 +107,9 @@ class AgentEntry:
         uses_memory: Whether ``--memory-size`` bounds what it stores.
         options: The frozen dataclass of its own settings, which ``--agent-option`` sets;
             ``None`` if it has none.
+        pretraining: On task-switching streams, the pre-training whose network it receives
+            as ``context.model``: ``protonet`` (``lifelong.pretraining``), ``maml`` or
+            ``anil`` (``lifelong.maml``).
     """
 
     name: str
@@ -115,9 +118,13 @@ class AgentEntry:
     scenarios: frozenset[Scenario]
     uses_memory: bool
     options: type | None = None
+    pretraining: str = "protonet"
 
 
 _REGISTRY: dict[str, AgentEntry] = {}
+
+PRETRAININGS = ("protonet", "maml", "anil")
+"""The pre-trainings a task-switching run can give an agent."""
 
 
 def register_agent(
@@ -127,14 +134,17 @@ def register_agent(
     scenarios: frozenset[Scenario] = ALL_SCENARIOS,
     uses_memory: bool = False,
     options: type | None = None,
+    pretraining: str = "protonet",
 ) -> Callable[[AgentFactory], AgentFactory]:
     """Register an agent factory under ``name``.
 
     ``options`` is the frozen dataclass of the agent's own settings; its factory then finds
     an instance, with the run's ``agent_options`` applied, in ``context.options``.
+    ``pretraining`` names the pre-trained network a task-switching run hands it
+    (``PRETRAININGS``).
 
     Raises:
-        ValueError: If ``name`` is already registered.
+        ValueError: If ``name`` is already registered or ``pretraining`` is unknown.
     """
 
     def decorator(factory: AgentFactory) -> AgentFactory:
@@ -144,8 +154,13 @@ def register_agent(
         line = description or (doc.strip().splitlines()[0] if doc.strip() else "")
         if options is not None and not dataclasses.is_dataclass(options):
             raise TypeError(f"options of agent {name!r} must be a dataclass, got {options!r}")
+        if pretraining not in PRETRAININGS:
+            raise ValueError(
+                f"agent {name!r} asks for pre-training {pretraining!r}; choose from "
+                f"{', '.join(PRETRAININGS)}"
+            )
         _REGISTRY[name] = AgentEntry(
-            name, factory, line, frozenset(scenarios), uses_memory, options
+            name, factory, line, frozenset(scenarios), uses_memory, options, pretraining
         )
         return factory
 

@@ -22,6 +22,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -33,8 +34,11 @@ from lifelong.io import atomic_write_bytes
 from streams.switching import Distribution
 
 __all__ = [
+    "EpisodeShape",
     "ProtoNetSettings",
+    "check_episode_fits",
     "conv4",
+    "draw_episode",
     "encoder_cache_path",
     "fewshot_accuracy",
     "pretrain_protonet",
@@ -43,10 +47,14 @@ __all__ = [
 ]
 
 
-def conv4(in_channels: int = 1, width: int = 64) -> nn.Sequential:
+def conv4(
+    in_channels: int = 1, width: int = 64, *, batch_statistics: bool = False
+) -> nn.Sequential:
     """Four blocks of 3x3 convolution, batch norm, ReLU and 2x2 max-pooling, flattened.
 
-    On 28x28 inputs the output has ``width`` features (28 -> 14 -> 7 -> 3 -> 1).
+    On 28x28 inputs the output has ``width`` features (28 -> 14 -> 7 -> 3 -> 1). With
+    ``batch_statistics`` the batch norms keep no running statistics and always normalise
+    with the batch's own, as MAML does at training and test time alike.
 
     References:
         Vinyals et al., "Matching Networks for One Shot Learning", NeurIPS 2016 (the
@@ -57,7 +65,7 @@ def conv4(in_channels: int = 1, width: int = 64) -> nn.Sequential:
     for _ in range(4):
         layers += [
             nn.Conv2d(channels, width, 3, padding=1),
-            nn.BatchNorm2d(width),
+            nn.BatchNorm2d(width, track_running_stats=not batch_statistics),
             nn.ReLU(),
             nn.MaxPool2d(2),
         ]
@@ -148,7 +156,7 @@ def pretrain_protonet(
             class fewer drawings than ``shots + queries``.
     """
     classes = rotated_classes(distributions)
-    _check_episode_fits(classes, settings)
+    check_episode_fits(classes, settings)
     path = encoder_cache_path(cache_dir, distributions, settings, seed)
     # The caller's random state is left as it was: the seed fixes everything here.
     with torch.random.fork_rng(devices=[]):
@@ -163,7 +171,7 @@ def pretrain_protonet(
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=third, gamma=0.5)
     encoder.train()
     for _ in tqdm(range(settings.episodes), desc="protonet pre-training", disable=not progress):
-        support, support_y, query, query_y = _episode(classes, settings, generator)
+        support, support_y, query, query_y = draw_episode(classes, settings, generator)
         embedded = encoder(torch.cat([support, query]))
         logits = prototype_logits(
             embedded[: len(support)], support_y, embedded[len(support) :], settings.ways
@@ -227,9 +235,32 @@ def fewshot_accuracy(
     return float(values.mean()), float(1.96 * values.std(ddof=1) / np.sqrt(len(values)))
 
 
-def _episode(
-    classes: Sequence[torch.Tensor], settings: ProtoNetSettings, generator: torch.Generator
+class EpisodeShape(Protocol):
+    """The shape of a training episode: classes, and support and query drawings per class."""
+
+    @property
+    def ways(self) -> int:
+        """Classes per episode."""
+        ...
+
+    @property
+    def shots(self) -> int:
+        """Support drawings per class."""
+        ...
+
+    @property
+    def queries(self) -> int:
+        """Query drawings per class."""
+        ...
+
+
+def draw_episode(
+    classes: Sequence[torch.Tensor], settings: EpisodeShape, generator: torch.Generator
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A random episode: support inputs and labels, then query inputs and labels.
+
+    Labels are ``0..ways-1`` in the order the classes were drawn.
+    """
     chosen = torch.randperm(len(classes), generator=generator)[: settings.ways]
     support, query = [], []
     per_class = settings.shots + settings.queries
@@ -246,7 +277,8 @@ def _episode(
     )
 
 
-def _check_episode_fits(classes: Sequence[torch.Tensor], settings: ProtoNetSettings) -> None:
+def check_episode_fits(classes: Sequence[torch.Tensor], settings: EpisodeShape) -> None:
+    """Raise ``ValueError`` if ``classes`` cannot fill an episode of ``settings``' shape."""
     if len(classes) < settings.ways:
         raise ValueError(
             f"pre-training has {len(classes)} classes (rotations included) but episodes are "
@@ -263,12 +295,21 @@ def _check_episode_fits(classes: Sequence[torch.Tensor], settings: ProtoNetSetti
 def encoder_cache_path(
     cache_dir: Path | None,
     distributions: Sequence[Distribution],
-    settings: ProtoNetSettings,
+    settings: Any,
     seed: int,
+    method: str = "protonet",
 ) -> Path | None:
-    """Where ``pretrain_protonet`` keeps the encoder of these settings, seed and data.
+    """Where a pre-training ``method`` keeps the encoder of these settings, seed and data.
 
-    ``None`` when there is no cache folder.
+    Args:
+        cache_dir: The cache folder, or ``None`` for none.
+        distributions: The pre-training distributions.
+        settings: The method's settings dataclass.
+        seed: The pre-training seed.
+        method: The file name's prefix (``protonet``, ``maml``, ``anil``).
+
+    Returns:
+        The cache file's path, or ``None`` when there is no cache folder.
     """
     if cache_dir is None:
         return None
@@ -280,4 +321,4 @@ def encoder_cache_path(
         digest.update(distribution.name.encode())
         for drawings in distribution.train:
             digest.update(drawings.numpy().tobytes())
-    return Path(cache_dir) / f"protonet-{digest.hexdigest()[:16]}.pt"
+    return Path(cache_dir) / f"{method}-{digest.hexdigest()[:16]}.pt"

@@ -29,7 +29,9 @@ from torch import nn
 
 from lifelong.agent.switching import SwitchingLearner
 from lifelong.io import atomic_folder
+from lifelong.methods.cmaml import CMAMLLearner
 from lifelong.methods.finetune import FinetuneLearner
+from lifelong.methods.maml import MAMLLearner
 from lifelong.methods.online import Predictor
 from lifelong.methods.protonet import ProtoNetLearner
 from lifelong.pretraining import conv4
@@ -77,7 +79,8 @@ class SavableLearner(Protocol):
 
 
 _LEARNERS: Mapping[str, Any] = {
-    cls.__name__: cls for cls in (FinetuneLearner, ProtoNetLearner, SwitchingLearner)
+    cls.__name__: cls
+    for cls in (FinetuneLearner, ProtoNetLearner, SwitchingLearner, MAMLLearner, CMAMLLearner)
 }
 
 
@@ -142,7 +145,8 @@ def save_agent(
     """Write a trained learner to ``folder`` atomically (replacing an earlier save).
 
     Args:
-        learner: A ``FinetuneLearner``, ``ProtoNetLearner`` or ``SwitchingLearner``.
+        learner: One of the savable learners (``FinetuneLearner``, ``ProtoNetLearner``,
+            ``SwitchingLearner``, ``MAMLLearner``, ``CMAMLLearner``).
         folder: Where the agent goes.
         name: Its registered name.
         seed: The run's seed.
@@ -166,7 +170,12 @@ def save_agent(
             "seed": seed,
             "learner": kind,
             "settings": settings,
-            "encoder": {"kind": "conv4", "in_channels": input_shape[0], "width": encoder_width},
+            "encoder": {
+                "kind": "conv4",
+                "in_channels": input_shape[0],
+                "width": encoder_width,
+                "batch_statistics": _batch_statistics(learner.encoder),
+            },
             "input_shape": list(input_shape),
             "preprocessing": vars(preprocessing or Preprocessing()),
             "files": {
@@ -196,7 +205,9 @@ def load_agent(path: str | os.PathLike[str]) -> SavedAgent:
             )
     try:
         spec = description["encoder"]
-        encoder = conv4(spec["in_channels"], spec["width"])
+        encoder = conv4(
+            spec["in_channels"], spec["width"], batch_statistics=spec.get("batch_statistics", False)
+        )
         encoder.load_state_dict(torch.load(folder / "encoder.pt", weights_only=True))
         learner = _LEARNERS[description["learner"]].load_state(
             folder, encoder.eval(), description["settings"]
@@ -205,6 +216,13 @@ def load_agent(path: str | os.PathLike[str]) -> SavedAgent:
     except (KeyError, TypeError, ValueError, RuntimeError, OSError) as error:
         raise AgentLoadError(f"saved agent {folder} cannot be read: {error}") from error
     return SavedAgent(description["agent"], description["seed"], learner, preprocessing)
+
+
+def _batch_statistics(encoder: nn.Module) -> bool:
+    """Whether the encoder's batch norms keep no running statistics (MAML's ``conv4``)."""
+    return any(
+        isinstance(m, nn.BatchNorm2d) and not m.track_running_stats for m in encoder.modules()
+    )
 
 
 def _description(folder: Path) -> dict[str, Any]:

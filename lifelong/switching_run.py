@@ -1,7 +1,8 @@
 """Runs on task-switching streams: pre-train once, then test-then-train every agent x seed.
 
-A job pre-trains (or loads from the cache) the ProtoNet encoder of its seed on the stream's
-pre-training distributions, hands each agent a copy, and runs the stream prequentially
+A job pre-trains (or loads from the cache) the network its agent asks for (ProtoNet's
+encoder, or MAML's or ANIL's initialisation: ``AgentEntry.pretraining``) on the stream's
+pre-training distributions, hands the agent a copy, and runs the stream prequentially
 (``lifelong.prequential``). Its record holds the per-step accuracies and the stream's ground
 truth, so every figure of the summary can be recomputed by hand from ``results.json``.
 
@@ -33,6 +34,7 @@ from lifelong.agents import (
     AgentContext,
     StreamFacts,
     agent_options,
+    get_agent,
     make_agent,
     settings_record,
 )
@@ -41,6 +43,7 @@ from lifelong.checkpoint import JobFiles, read_job_result, write_job_result
 from lifelong.config import RunConfig, config_to_dict
 from lifelong.evaluation import make_evaluator
 from lifelong.io import atomic_path, atomic_write_text
+from lifelong.maml import MAMLSettings, pretrain_maml
 from lifelong.prequential import (
     prequential_accuracies,
     prequential_metrics,
@@ -94,14 +97,16 @@ def run_switching(
             result_files = {a: JobFiles.of(out_dir, a, seed).result for a in config.agents}
             # Read up front, so that an unreadable record stops the run before any job.
             done = {a: read_job_result(path, SwitchingRun) for a, path in result_files.items()}
-            encoder = None  # pre-trained (or read from the cache) only if a job needs it
+            # Pre-trained (or read from the cache) only if a job needs it, once per kind.
+            encoders: dict[str, torch.nn.Module] = {}
             for agent in config.agents:
                 bar.set_description(f"{agent} seed {seed}")
                 record = done[agent]
                 if record is None:
-                    if encoder is None:
-                        encoder = _pretrained(config, stream, seed, progress)
-                    record = _job(config, stream, encoder, agent, seed, out_dir)
+                    kind = get_agent(config.registered_agent(agent)).pretraining
+                    if kind not in encoders:
+                        encoders[kind] = _pretrained(config, stream, seed, progress, kind)
+                    record = _job(config, stream, encoders[kind], agent, seed, out_dir)
                     write_job_result(result_files[agent], record)
                 runs.append(record)
                 bar.update(stream.n_steps)
@@ -128,14 +133,18 @@ def run_switching(
 
 
 def _pretrained(
-    config: RunConfig, stream: SwitchingStream, seed: int, progress: bool
+    config: RunConfig, stream: SwitchingStream, seed: int, progress: bool, kind: str
 ) -> torch.nn.Module:
-    settings = ProtoNetSettings(episodes=config.train.pretrain_episodes)
     cache = Path(config.cache_dir) if config.cache_dir else None
     torch.set_num_threads(config.threads)
-    return pretrain_protonet(
-        stream.pretraining(), settings, seed, cache_dir=cache, progress=progress
-    )
+    episodes = config.train.pretrain_episodes
+    if kind == "protonet":
+        return pretrain_protonet(
+            stream.pretraining(), ProtoNetSettings(episodes=episodes), seed,
+            cache_dir=cache, progress=progress,
+        )
+    settings = MAMLSettings.of(kind, episodes=episodes)
+    return pretrain_maml(stream.pretraining(), settings, seed, cache_dir=cache, progress=progress)
 
 
 def _job(

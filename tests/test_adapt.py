@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from lifelong.agent.switching import SwitchingLearner
+from lifelong.methods.cmaml import CMAMLLearner, CMAMLOptions
 from lifelong.methods.finetune import FinetuneLearner
+from lifelong.methods.maml import MAMLLearner, save_weights
 from lifelong.methods.online import check_support
 from lifelong.methods.protonet import ProtoNetLearner
 from lifelong.pretraining import conv4
@@ -31,13 +33,19 @@ def _learners():
     return [
         FinetuneLearner(copy.deepcopy(encoder), 16, 5, 0.1, 1),
         ProtoNetLearner(copy.deepcopy(encoder), 5),
-        SwitchingLearner(encoder, 5, memory_size=20),
+        SwitchingLearner(copy.deepcopy(encoder), 5, memory_size=20),
+        MAMLLearner(conv4(1, 16, batch_statistics=True), 5, 16, "all", 10, 0.1),
+        MAMLLearner(conv4(1, 16, batch_statistics=True), 5, 16, "head", 10, 0.4),
+        CMAMLLearner(conv4(1, 16, batch_statistics=True), 5, 16, CMAMLOptions(meta_every=1)),
     ]
 
 
 def _state(learner):
     if isinstance(learner, FinetuneLearner):
         return {k: v.clone() for k, v in learner.model.state_dict().items()}
+    if isinstance(learner, MAMLLearner | CMAMLLearner):
+        weights = save_weights(learner.fast)
+        return {**learner.encoder.state_dict(), **{f"fast.{k}": v for k, v in weights.items()}}
     if isinstance(learner, SwitchingLearner):
         tasks = learner.tasks
         records = [t for i in tasks.task_ids() for t in tasks.get(i).tensors.values()]
@@ -51,7 +59,9 @@ def _same(a, b):
     return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
-@pytest.mark.parametrize("index", [0, 1, 2], ids=["finetune", "protonet", "lifelong"])
+@pytest.mark.parametrize(
+    "index", range(6), ids=["finetune", "protonet", "lifelong", "maml", "anil", "cmaml"]
+)
 def test_adapt_returns_a_predictor_and_leaves_the_learner_unchanged(episode, index):
     support, support_y, queries, query_y, pool = episode
     learner = _learners()[index]

@@ -10,7 +10,9 @@ from PIL import Image, ImageDraw
 
 from lifelong import AgentLoadError, load_agent
 from lifelong.agent.switching import SwitchingLearner
+from lifelong.methods.cmaml import CMAMLLearner, CMAMLOptions
 from lifelong.methods.finetune import FinetuneLearner
+from lifelong.methods.maml import MAMLLearner
 from lifelong.methods.protonet import ProtoNetLearner
 from lifelong.prequential import prequential_accuracies
 from lifelong.pretraining import conv4
@@ -44,15 +46,23 @@ def _learners():
     return {
         "finetune": FinetuneLearner(copy.deepcopy(encoder), WIDTH, 5, 0.1, 1),
         "protonet": ProtoNetLearner(copy.deepcopy(encoder), 5),
-        "lifelong": SwitchingLearner(encoder, 5, memory_size=30, seed=3),
+        "lifelong": SwitchingLearner(copy.deepcopy(encoder), 5, memory_size=30, seed=3),
+        "maml": MAMLLearner(_maml_encoder(), 5, WIDTH, "all", 10, 0.1),
+        "anil": MAMLLearner(_maml_encoder(), 5, WIDTH, "head", 10, 0.4),
+        # Meta-updates every few batches, so that Adam's state is part of what is saved.
+        "cmaml": CMAMLLearner(_maml_encoder(), 5, WIDTH, CMAMLOptions(meta_every=3)),
     }
+
+
+def _maml_encoder():
+    return conv4(1, WIDTH, batch_statistics=True)
 
 
 def _save(learner, folder, name="lifelong"):
     save_agent(learner, folder, name=name, seed=0, encoder_width=WIDTH, input_shape=(1, 28, 28))
 
 
-@pytest.mark.parametrize("name", ["finetune", "protonet", "lifelong"])
+@pytest.mark.parametrize("name", ["finetune", "protonet", "lifelong", "maml", "anil", "cmaml"])
 def test_a_loaded_agent_predicts_adapts_and_keeps_learning_exactly_as_the_saved_one(name, tmp_path):
     learner = _learners()[name]
     prequential_accuracies(_stream(40, seed=0), learner)

@@ -24,6 +24,9 @@ icarl         iCaRL (class-incremental only)                    M exemplars, her
 expert-gate   Expert Gate (single-head only)                    none (an expert + AE per task)
 finetune      online SGD (task-switching streams)               none
 protonet      ProtoNet prototypes (task-switching streams)      the current task's prototypes
+maml          MAML init, adapted to each batch (switching)      fast weights (one network)
+anil          ANIL init, head adapted to each batch             fast weights (one head)
+cmaml         Continual-MAML, OSAKA (task-switching streams)    a segment's batches, fast weights
 ============  ================================================  =============================
 
 A method is one module: its hyperparameter dataclass (each field with the paper or script its
@@ -46,6 +49,7 @@ from collections.abc import Mapping
 # Importing a method's module registers it.
 from lifelong.methods import (  # noqa: F401
     agem,
+    cmaml,
     cumulative,
     der,
     er_ace,
@@ -57,6 +61,7 @@ from lifelong.methods import (  # noqa: F401
     icarl,
     lamaml,
     lwf,
+    maml,
     mer,
     mir,
     naive,

@@ -1,0 +1,103 @@
+"""Few-shot adaptation after the stream: N-way 1-shot accuracy of saved agents through ``adapt``.
+
+Every agent a task-switching run saved (``<run>/agents/<agent>__seed<s>/``) is loaded with
+``lifelong.load_agent`` and given N-way 1-shot episodes drawn from the test drawings of the
+new alphabets' characters (drawings no step of the stream ever showed; the characters
+themselves did appear in the stream, from their training drawings). The support is one
+drawing per class, labelled ``0..N-1``; the queries are the class's other test drawings.
+Every agent of a seed gets the same episodes.
+
+    python benchmarks/adapt_after_stream.py --runs runs/task_switching/fixed_p0.9 \\
+        runs/task_switching/fixed_p0.9__maml+anil+cmaml --ways 5,20
+
+Prints a table and writes ``summary.json`` and ``summary.md`` under ``--out``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from lifelong import load_agent
+from lifelong.io import atomic_write_text
+from lifelong.switching_run import mean_std
+from streams.omniglot_switching import omniglot_switching_pool
+from streams.switching import DistributionKind
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=Path, nargs="+", required=True)
+    parser.add_argument("--data-root", type=Path, default=Path("../shared/data/omniglot"))
+    parser.add_argument("--ways", default="5,20")
+    parser.add_argument("--episodes", type=int, default=300)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/adapt_after_stream"))
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    ways = [int(w) for w in args.ways.split(",")]
+    rows: list[dict[str, Any]] = []
+    for folder in sorted(p for run in args.runs for p in (run / "agents").iterdir()):
+        agent = load_agent(folder)
+        config = json.loads((folder.parents[1] / "config.json").read_text())
+        pool = omniglot_switching_pool(
+            args.data_root, config["stream"]["options"].get("pretrain_alphabets", 3),
+            seed=agent.seed,
+        )
+        held_out = [d for d in pool if d.kind is DistributionKind.NEW]
+        row: dict[str, Any] = {"agent": agent.name, "seed": agent.seed, "run": str(folder)}
+        for n in ways:
+            row[f"{n}way_1shot"] = accuracy(agent, held_out, n, args.episodes, agent.seed)
+        rows.append(row)
+        shown = ", ".join(f"{n}-way {100 * row[f'{n}way_1shot']:.1f}" for n in ways)
+        print(f"{agent.name} seed {agent.seed}: {shown}", flush=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(args.out / "summary.json", json.dumps(rows, indent=2) + "\n")
+    table = markdown(rows, ways, args)
+    atomic_write_text(args.out / "summary.md", table)
+    print(table)
+
+
+def accuracy(agent: Any, held_out: Sequence[Any], ways: int, episodes: int, seed: int) -> float:
+    """Mean query accuracy over ``episodes`` N-way 1-shot episodes of held-out test drawings."""
+    classes = [drawings for d in held_out for drawings in d.test if len(drawings) >= 2]
+    rng = np.random.default_rng(seed)
+    scores = []
+    for _ in range(episodes):
+        chosen = rng.choice(len(classes), size=ways, replace=False)
+        support = torch.stack([classes[c][0] for c in chosen])
+        queries = [classes[c][1:] for c in chosen]
+        query_y = torch.cat([torch.full((len(q),), i) for i, q in enumerate(queries)])
+        logits = agent.adapt(support, torch.arange(ways))(torch.cat(queries))
+        scores.append(float((logits.argmax(1) == query_y).double().mean()))
+    return float(np.mean(scores))
+
+
+def markdown(rows: Sequence[dict[str, Any]], ways: Sequence[int], args: Any) -> str:
+    """Mean ± std over seeds per agent."""
+    header = "| agent | seeds | " + " | ".join(f"{n}-way 1-shot %" for n in ways) + " |\n"
+    header += "|---|---|" + "---|" * len(ways) + "\n"
+    lines = []
+    for agent in dict.fromkeys(r["agent"] for r in rows):
+        mine = [r for r in rows if r["agent"] == agent]
+        cells = []
+        for n in ways:
+            mean, std = mean_std([r[f"{n}way_1shot"] for r in mine])
+            cells.append(f"{100 * (mean or 0):.1f} ± {100 * (std or 0):.1f}")
+        seeds = ",".join(str(r["seed"]) for r in mine)
+        lines.append(f"| {agent} | {seeds} | " + " | ".join(cells) + " |\n")
+    runs = " ".join(str(r) for r in args.runs)
+    return (
+        "# N-way 1-shot through `adapt` after the stream (held-out test drawings)\n\n"
+        f"Regenerate: `python benchmarks/adapt_after_stream.py --runs {runs} "
+        f"--ways {args.ways} --episodes {args.episodes}`\n\n" + header + "".join(lines)
+    )
+
+
+if __name__ == "__main__":
+    main()
