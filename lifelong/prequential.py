@@ -19,7 +19,7 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
@@ -51,12 +51,18 @@ class OnlineLearner(Protocol):
         ...
 
 
-def prequential_accuracies(stream: SwitchingStream, learner: OnlineLearner) -> np.ndarray:
+def prequential_accuracies(
+    stream: SwitchingStream,
+    learner: OnlineLearner,
+    after_step: Callable[[int], None] | None = None,
+) -> np.ndarray:
     """Predict each step's batch, then let the learner learn it; return the accuracies.
 
     Args:
         stream: The steps (the learner sees ``stream.steps()``, never the ground truth).
         learner: Predicts, then observes, every step in order.
+        after_step: Called with each step's index once the learner has learned it (the
+            accuracy matrix's probe, ``lifelong.distribution_matrix.MatrixProbe``).
 
     Returns:
         ``(n_steps,)`` float64: the share of each step's batch predicted right.
@@ -67,6 +73,8 @@ def prequential_accuracies(stream: SwitchingStream, learner: OnlineLearner) -> n
             predicted = learner.predict(step.x).argmax(dim=1)
         accuracies[t] = float((predicted == step.y).double().mean())
         learner.observe(step.x, step.y, step.new_segment)
+        if after_step is not None:
+            after_step(t)
     return accuracies
 
 

@@ -210,6 +210,14 @@ class SwitchingRun(_JobRecord):
         variant_of: For a variant, the agent it runs.
         memory_bytes: What the agent keeps beside its network, in bytes.
         memory_bytes_by_kind: The same split by kind.
+        distribution_matrix: Accuracy on a held-out batch of every distribution (columns)
+            at each evaluation point (rows); ``None`` for a distribution never visited
+            (``lifelong.distribution_matrix``).
+        distribution_matrix_steps: The step after which each row was taken (-1: before).
+        matrix_acc: The last row's mean over visited distributions.
+        matrix_forgetting: Best earlier accuracy minus the last, per distribution, averaged.
+        matrix_bwt: Last accuracy minus the one after a distribution's last visit, averaged.
+        matrix_fwt: Accuracy just before a first visit minus before the stream, averaged.
     """
 
     oca: float
@@ -224,6 +232,12 @@ class SwitchingRun(_JobRecord):
     variant_of: str | None = field(default=None, metadata=_OMIT_IF_NONE)
     memory_bytes_by_kind: dict[str, int] = field(default_factory=dict)
     memory_bytes: int | None = None
+    distribution_matrix: list[list[float | None]] | None = None
+    distribution_matrix_steps: list[int] | None = None
+    matrix_acc: float | None = None
+    matrix_forgetting: float | None = None
+    matrix_bwt: float | None = None
+    matrix_fwt: float | None = None
 
     def _check(self, where: str) -> None:
         _check_wall_time(self.wall_time_s, where)
@@ -266,6 +280,10 @@ class SwitchingSummary(_Record):
     oca_new_mean: float | None
     oca_ood_mean: float | None
     wall_time_s_mean: float
+    matrix_acc_mean: float | None
+    matrix_forgetting_mean: float | None
+    matrix_bwt_mean: float | None
+    matrix_fwt_mean: float | None
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from lifelong.agents import (
 from lifelong.budget import KINDS
 from lifelong.checkpoint import JobFiles, read_job_result, write_job_result
 from lifelong.config import RunConfig, config_to_dict
+from lifelong.distribution_matrix import MatrixProbe
 from lifelong.evaluation import make_evaluator
 from lifelong.io import atomic_path, atomic_write_text
 from lifelong.maml import MAMLSettings, pretrain_maml
@@ -60,8 +61,13 @@ __all__ = ["SWITCHING_SUMMARY_KEYS", "format_switching_table", "mean_std", "run_
 SWITCHING_SUMMARY_KEYS = tuple(SwitchingSummary.required_keys())
 """Keys of every summary row of a task-switching run."""
 
-_COLUMNS = ("Agent", "Seeds", "OCA (%)", "1st visit", "Revisit (%)", "Pretrain", "New", "OOD")
+_COLUMNS = (
+    "Agent", "Seeds", "OCA (%)", "1st visit", "Revisit (%)", "Pretrain", "New", "OOD",
+    "Matrix ACC", "BWT", "FWT",
+)
 _RECOVERY_LAGS = 50
+_MATRIX_POINTS = 10
+"""Points of the accuracy matrix over distributions after the one before the stream."""
 
 
 def run_switching(
@@ -172,12 +178,15 @@ def _job(
     )
     learner = make_agent(config.registered_agent(agent), context)
     began = time.perf_counter()
-    accuracies = prequential_accuracies(stream, learner)
-    wall = time.perf_counter() - began
+    probe = MatrixProbe(stream, learner, max(stream.n_steps // _MATRIX_POINTS, 1))
+    accuracies = prequential_accuracies(stream, learner, after_step=probe)
+    # The learner's own time: the matrix's probes are the harness's cost, not the agent's.
+    wall = time.perf_counter() - began - probe.seconds
     record = {
         "agent": agent,
         "seed": seed,
         **prequential_metrics(accuracies, stream.truth, _RECOVERY_LAGS),
+        **probe.record(),
         "ground_truth": stream.truth.as_dict(),
         "wall_time_s": wall,
         **settings_record(config.variants, agent, context.options),
@@ -233,6 +242,9 @@ def summarize_switching_runs(
         for kind in ("pretrain", "new", "ood"):
             row[f"oca_{kind}_mean"] = mean_std([r.oca_by_type[kind] for r in agent_runs])[0]
         row["wall_time_s_mean"] = float(np.mean([r.wall_time_s for r in agent_runs]))
+        for name in ("acc", "forgetting", "bwt", "fwt"):
+            values = [getattr(r, f"matrix_{name}") for r in agent_runs]
+            row[f"matrix_{name}_mean"] = mean_std(values)[0]
         rows.append(SwitchingSummary(**row))
     return rows
 
@@ -324,6 +336,9 @@ def _cells(row: Mapping[str, Any]) -> list[str]:
         pct("oca_pretrain_mean"),
         pct("oca_new_mean"),
         pct("oca_ood_mean"),
+        pct("matrix_acc_mean"),
+        pct("matrix_bwt_mean"),
+        pct("matrix_fwt_mean"),
     ]
 
 

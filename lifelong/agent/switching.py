@@ -153,6 +153,9 @@ class SwitchingLearner:
         tried fewer than ``_MIN_ROUTING_TRIALS`` times), and the labels that ``observe``
         brings score both, so the rule calibrates itself on the stream as it goes.
         """
+        return self._predict(x, None)
+
+    def _predict(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         f = self._features(x)
         self._pending_route = None
         if self.task is None or self.head is None:
@@ -161,13 +164,29 @@ class SwitchingLearner:
         routed = self._route(f)
         if routed is None:
             return current
-        alternative = self._logits(f, self._adapted_head(self._from_record(routed)))
+        alternative = self._logits(f, self._adapted_head(self._from_record(routed), generator))
         self._pending_route = (alternative.argmax(1), current.argmax(1))
         if not self._routing_pays():
             return current
         self.decisions["routed"] += 1
         self.retrieval_trace["retrieved"].append((len(self.retrieval_trace["observed"]), routed))
         return alternative
+
+    def probe(self, x: torch.Tensor) -> torch.Tensor:
+        """``predict`` for an evaluation batch the stream did not bring: same logits, no trace.
+
+        Routing's bookkeeping (the pending route, its counter, the retrieval trace, the
+        cached features) is put back, and a routed record's replay draws from a generator of
+        its own instead of the memory's, so a run probed for the accuracy matrix learns
+        exactly as one that is not.
+        """
+        kept = (self._pending_route, self._last, self.decisions["routed"])
+        retrieved = len(self.retrieval_trace["retrieved"])
+        try:
+            return self._predict(x, torch.Generator().manual_seed(_ADAPT_SEED))
+        finally:
+            self._pending_route, self._last, self.decisions["routed"] = kept
+            del self.retrieval_trace["retrieved"][retrieved:]
 
     def observe(self, x: torch.Tensor, y: torch.Tensor, new_segment: bool | None) -> None:
         """Learn the labelled batch: detect a switch, meta-update, then adapt the task's head."""
