@@ -149,6 +149,9 @@ def summary_rows(
             row[f"{key}_mean"], row[f"{key}_std"] = mean_std(values)
         for kind in ("pretrain", "new", "ood"):
             row[f"oca_{kind}_mean"] = mean_std([r["oca_by_type"][kind] for r in runs])[0]
+        for name in ("acc", "forgetting", "bwt", "fwt"):  # runs from before the matrix lack it
+            values = [r.get(f"matrix_{name}") for r in runs]
+            row[f"matrix_{name}_mean"], row[f"matrix_{name}_std"] = mean_std(values)
         if all("retrieval" in r for r in runs):
             precision = [r["retrieval"]["precision_at_1"] for r in runs]
             row["retrieval_precision_mean"], row["retrieval_precision_std"] = mean_std(precision)
@@ -194,7 +197,27 @@ def markdown(rows: Sequence[Mapping[str, Any]], seeds: Sequence[int]) -> str:
         + "".join(line(r) for r in ablations)
         + "\n## Retrieval precision@1 of the lifelong agent\n\n"
         + precision_table([r for r in ablations if "retrieval_precision_mean" in r])
+        + "\n## Accuracy matrix over distributions (held-out batches, 11 points)\n\n"
+        + matrix_table([r for r in rows if r.get("matrix_acc_mean") is not None])
     )
+
+
+def matrix_table(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The matrix's ACC, forgetting, BWT and FWT per row, in percent."""
+    lines = [
+        "| labels | p | agent | ACC | forgetting | BWT | FWT |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        cells = []
+        for name in ("acc", "forgetting", "bwt", "fwt"):
+            mean, std = row[f"matrix_{name}_mean"], row[f"matrix_{name}_std"]
+            cells.append("-" if mean is None else f"{100 * mean:.1f} ± {100 * std:.1f}")
+        lead = f"| {row['labels']} | {row['p']} | {row['agent']} | "
+        lines.append(lead + " | ".join(cells) + " |")
+    if len(lines) == 2:
+        lines.append("| (no run of these tables recorded the matrix) | | | | | | |")
+    return "\n".join(lines) + "\n"
 
 
 def precision_table(rows: Sequence[Mapping[str, Any]]) -> str:
