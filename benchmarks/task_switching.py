@@ -58,6 +58,9 @@ def main() -> None:
     parser.add_argument(
         "--no-ablations", action="store_true", help="skip the lifelong agent's ablation runs"
     )
+    parser.add_argument(
+        "--settings", help="comma-separated subset of the settings, as fixed_p0.9,shuffled_p0.98"
+    )
     args = parser.parse_args()
     seeds = tuple(int(s) for s in args.seeds.split(","))
     agents = tuple(
@@ -68,8 +71,11 @@ def main() -> None:
         agents = tuple(a.strip() for a in args.agents.split(","))
     rows: list[dict[str, Any]] = []
     began = time.perf_counter()
+    chosen = None if not args.settings else set(args.settings.split(","))
     for labels, p in SETTINGS:
         name = f"{labels}_p{p}"
+        if chosen is not None and name not in chosen:
+            continue
         stream = StreamConfig(
             name="omniglot-switching",
             data_root=args.data_root,

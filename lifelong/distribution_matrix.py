@@ -114,9 +114,19 @@ class MatrixProbe:
         learner: The learner; its ``probe`` (or ``predict``) labels the held-out batches.
         every: Steps between points.
         per_class: Held-out drawings per class in a batch.
+        resumed: A checkpoint's rows and probe time, to go on from instead of taking the
+            row before the stream.
     """
 
-    def __init__(self, stream: SwitchingStream, learner: Any, every: int, per_class: int = 5):
+    def __init__(
+        self,
+        stream: SwitchingStream,
+        learner: Any,
+        every: int,
+        per_class: int = 5,
+        *,
+        resumed: tuple[Sequence[Sequence[float | None]], float] | None = None,
+    ):
         self.stream = stream
         self.steps = evaluation_steps(stream.n_steps, every)
         self.per_class = per_class
@@ -124,10 +134,14 @@ class MatrixProbe:
         self.rows: list[list[float]] = []
         self.seconds = 0.0
         """Time spent taking rows, so that a run can leave it out of the learner's."""
-        self._take(-1)
+        if resumed is None:
+            self._take(-1)
+        else:  # the rows and time of a checkpoint
+            self.rows = [[math.nan if v is None else v for v in row] for row in resumed[0]]
+            self.seconds = resumed[1]
 
-    def __call__(self, step: int) -> None:
-        """Take a row if ``step`` (just learned) ends at a point."""
+    def __call__(self, step: int, accuracy: float | None = None) -> None:
+        """Take a row if ``step`` (just learned) ends at a point; its accuracy is not used."""
         if step in self.steps:
             self._take(step)
 

@@ -54,27 +54,31 @@ class OnlineLearner(Protocol):
 def prequential_accuracies(
     stream: SwitchingStream,
     learner: OnlineLearner,
-    after_step: Callable[[int], None] | None = None,
+    after_step: Callable[[int, float], None] | None = None,
+    start: int = 0,
 ) -> np.ndarray:
     """Predict each step's batch, then let the learner learn it; return the accuracies.
 
     Args:
         stream: The steps (the learner sees ``stream.steps()``, never the ground truth).
         learner: Predicts, then observes, every step in order.
-        after_step: Called with each step's index once the learner has learned it (the
-            accuracy matrix's probe, ``lifelong.distribution_matrix.MatrixProbe``).
+        after_step: Called with each step's index and accuracy once the learner has learned
+            it (the accuracy matrix's probe, a mid-job checkpoint).
+        start: The first step to run (a resumed job's learner has learned the earlier ones).
 
     Returns:
-        ``(n_steps,)`` float64: the share of each step's batch predicted right.
+        ``(n_steps - start,)`` float64: the share of each step's batch predicted right.
     """
-    accuracies = np.empty(stream.n_steps, dtype=np.float64)
+    accuracies = np.empty(stream.n_steps - start, dtype=np.float64)
     for t, step in enumerate(stream.steps()):
+        if t < start:
+            continue
         with torch.no_grad():
             predicted = learner.predict(step.x).argmax(dim=1)
-        accuracies[t] = float((predicted == step.y).double().mean())
+        accuracies[t - start] = float((predicted == step.y).double().mean())
         learner.observe(step.x, step.y, step.new_segment)
         if after_step is not None:
-            after_step(t)
+            after_step(t, float(accuracies[t - start]))
     return accuracies
 
 

@@ -10,7 +10,9 @@ A finished job writes its record to ``checkpoints/<agent>__seed<k>.json`` (as ta
 jobs do, ``lifelong.checkpoint``); a resumed run reads those back and runs only the jobs
 without one, each from its start. A job seeds everything it draws from at its start and
 works on its own copy of the encoder, so a resumed run's records equal an uninterrupted
-run's, wall times apart. A job is not checkpointed midway: a killed job redoes its steps.
+run's, wall times apart. Within a job, the learner and the job's progress are saved every
+``checkpoint_every_s`` seconds (``lifelong.switching_checkpoint``); a resumed job goes on
+from its last checkpoint, and its record equals an uninterrupted job's, wall time apart.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import copy
 import json
 import math
 import random
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -54,6 +57,11 @@ from lifelong.pretraining import ProtoNetSettings, pretrain_protonet
 from lifelong.records import ResultsFile, SwitchingRun, SwitchingSummary, runs_from_dicts
 from lifelong.report import aligned_table
 from lifelong.saved_agents import SavableLearner, save_agent
+from lifelong.switching_checkpoint import (
+    OnlineProgress,
+    load_online_checkpoint,
+    save_online_checkpoint,
+)
 from streams.switching import SwitchingStream
 
 __all__ = ["SWITCHING_SUMMARY_KEYS", "format_switching_table", "mean_std", "run_switching"]
@@ -114,6 +122,8 @@ def run_switching(
                         encoders[kind] = _pretrained(config, stream, seed, progress, kind)
                     record = _job(config, stream, encoders[kind], agent, seed, out_dir)
                     write_job_result(result_files[agent], record)
+                # A kill between writing the record and deleting the checkpoint leaves both.
+                shutil.rmtree(JobFiles.of(out_dir, agent, seed).checkpoint, ignore_errors=True)
                 runs.append(record)
                 bar.update(stream.n_steps)
     results = ResultsFile(
@@ -176,12 +186,18 @@ def _job(
         seed,
         agent_options(config.registered_agent(agent), config.agent_options.get(agent, {})),
     )
-    learner = make_agent(config.registered_agent(agent), context)
-    began = time.perf_counter()
-    probe = MatrixProbe(stream, learner, max(stream.n_steps // _MATRIX_POINTS, 1))
-    accuracies = prequential_accuracies(stream, learner, after_step=probe)
-    # The learner's own time: the matrix's probes are the harness's cost, not the agent's.
-    wall = time.perf_counter() - began - probe.seconds
+    checkpoint = JobFiles.of(out_dir, agent, seed).checkpoint
+    save_facts: dict[str, Any] = {
+        "name": agent, "seed": seed, "encoder_width": ProtoNetSettings().width,
+        "input_shape": stream.input_shape,
+    }
+    learner, progress, probe = _start(config, context, stream, agent, checkpoint)
+    checkpointer = _Checkpointer(
+        checkpoint, learner, progress, probe, config.checkpoint_every_s, save_facts
+    )
+    prequential_accuracies(stream, learner, checkpointer, start=progress.steps_done)
+    accuracies = np.asarray(checkpointer.progress.accuracies, dtype=np.float64)  # every step's
+    wall = checkpointer.wall_time_s()
     record = {
         "agent": agent,
         "seed": seed,
@@ -201,21 +217,73 @@ def _job(
         record["decisions"] = dict(decisions)
     saved = Path("agents") / f"{agent}__seed{seed}"
     if hasattr(learner, "save_state"):
-        save_agent(
-            cast(SavableLearner, learner),
-            out_dir / saved,
-            name=agent,
-            seed=seed,
-            encoder_width=ProtoNetSettings().width,
-            input_shape=stream.input_shape,
-        )
+        save_agent(cast(SavableLearner, learner), out_dir / saved, **save_facts)
         record["saved_agent"] = str(saved)
     trace = getattr(learner, "retrieval_trace", None)
     if trace is not None:
         record["retrieval"] = retrieval_precision(
             trace["observed"], trace["retrieved"], stream.truth
         )
+    # The caller writes the record, then deletes the checkpoint.
     return SwitchingRun.from_dict(record, f"job {agent!r} seed {seed}")
+
+
+def _start(
+    config: RunConfig, context: AgentContext, stream: SwitchingStream, agent: str, checkpoint: Path
+) -> tuple[Any, OnlineProgress, MatrixProbe]:
+    """A new learner from its factory, or the one a checkpoint holds, with the progress."""
+    every = max(stream.n_steps // _MATRIX_POINTS, 1)
+    resumed = load_online_checkpoint(checkpoint)
+    if resumed is None:
+        learner = make_agent(config.registered_agent(agent), context)
+        return learner, OnlineProgress(0, [], [], 0.0, 0.0), MatrixProbe(stream, learner, every)
+    learner, progress = resumed
+    kept = (progress.matrix_rows, progress.probe_seconds)
+    return learner, progress, MatrixProbe(stream, learner, every, resumed=kept)
+
+
+class _Checkpointer:
+    """After every step: the matrix's probe, then a checkpoint once one is due.
+
+    Its clock counts the learner's time only: the probes' and the saves' are left out.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        learner: Any,
+        progress: OnlineProgress,
+        probe: MatrixProbe,
+        every_s: float,
+        facts: dict[str, Any],
+    ) -> None:
+        self.folder, self.learner, self.progress, self.probe = folder, learner, progress, probe
+        self.every_s, self.facts = every_s, facts
+        self.savable = hasattr(learner, "save_state")
+        self.probe_start = probe.seconds
+        self.started = time.perf_counter()
+        self.saving_s = 0.0
+        self.last_save = self.started
+
+    def wall_time_s(self) -> float:
+        """The learner's time, this session's and earlier sessions' together."""
+        elapsed = time.perf_counter() - self.started - self.saving_s
+        return self.progress.wall_time_s + elapsed - (self.probe.seconds - self.probe_start)
+
+    def __call__(self, step: int, accuracy: float) -> None:
+        """Probe, record the step, and save a checkpoint if ``every_s`` has passed."""
+        self.probe(step)
+        self.progress.accuracies.append(accuracy)
+        if not self.savable or time.perf_counter() - self.last_save < self.every_s:
+            return
+        began = time.perf_counter()
+        rows: list[list[float | None]] = [list(row) for row in self.probe.rows]
+        saved = OnlineProgress(
+            step + 1, list(self.progress.accuracies), rows, self.probe.seconds, self.wall_time_s()
+        )
+        save_online_checkpoint(self.folder, self.learner, saved, **self.facts)
+        self.last_save = time.perf_counter()
+        self.saving_s += self.last_save - began
 
 
 def summarize_switching_runs(

@@ -150,3 +150,42 @@ def test_every_trained_agent_is_saved_with_its_run_and_loads_back(results):
     for record in found["runs"]:
         agent = load_agent(out / record["saved_agent"])
         assert (agent.name, agent.seed) == (record["agent"], record["seed"])
+
+
+class _Killed(Exception):
+    """Stands for the process being killed in the middle of a job."""
+
+
+@pytest.mark.parametrize("agent", ["lifelong", "cmaml"])
+def test_a_job_killed_midway_resumes_from_its_checkpoint_with_an_equal_record(
+    config, results, tmp_path, monkeypatch, agent
+):
+    import lifelong.switching_run as switching_run
+
+    real = switching_run.make_agent
+
+    def dies_after_25_steps(entry, context):
+        learner = real(entry, context)
+        observe, calls = learner.observe, []
+
+        def observe_then_die(x, y, new_segment):
+            if len(calls) == 25:
+                raise _Killed
+            calls.append(1)
+            observe(x, y, new_segment)
+
+        learner.observe = observe_then_die
+        return learner
+
+    monkeypatch.setattr(switching_run, "make_agent", dies_after_25_steps)
+    killed = replace(config, agents=(agent,), seeds=(0,), out=str(tmp_path), checkpoint_every_s=0)
+    with pytest.raises(_Killed):
+        run(killed, progress=False)
+    checkpoint = JobFiles.of(tmp_path, agent, 0).checkpoint
+    assert json.loads((checkpoint / "progress.json").read_text())["steps_done"] == 25
+    monkeypatch.setattr(switching_run, "make_agent", real)
+    (resumed,) = resume(tmp_path, progress=False)["runs"]
+    (uninterrupted,) = [r for r in results[0]["runs"] if (r["agent"], r["seed"]) == (agent, 0)]
+    for key in ("step_accuracy", "distribution_matrix", "decisions", "retrieval", "oca"):
+        assert resumed.get(key) == uninterrupted.get(key), key
+    assert not checkpoint.exists()

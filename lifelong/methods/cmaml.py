@@ -198,13 +198,17 @@ class CMAMLLearner:
             },
             folder / "state.pt",
         )
-        return {"ways": self.ways, "features": self.features, **vars(self.options)}
+        return {
+            "ways": self.ways, "features": self.features, "decisions": dict(self.decisions),
+            **vars(self.options),
+        }
 
     @classmethod
     def load_state(cls, folder: Path, encoder: nn.Module, info: dict[str, Any]) -> CMAMLLearner:
         """The learner ``save_state`` wrote, around the loaded ``encoder``."""
-        settings = {k: v for k, v in info.items() if k not in ("ways", "features")}
+        settings = {k: v for k, v in info.items() if k not in ("ways", "features", "decisions")}
         learner = cls(encoder, info["ways"], info["features"], CMAMLOptions(**settings))
+        learner.decisions = dict(info["decisions"])
         state = torch.load(folder / "state.pt", weights_only=True)
         learner.fast = load_weights(state["fast"])
         learner.buffer = list(zip(state["buffer_x"], state["buffer_y"], strict=True))
