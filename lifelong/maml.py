@@ -27,7 +27,6 @@ References:
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,13 +39,13 @@ from torch.func import functional_call
 from torch.nn.functional import cross_entropy
 from tqdm import tqdm
 
-from lifelong.io import atomic_write_bytes
 from lifelong.pretraining import (
     check_episode_fits,
     conv4,
     draw_episode,
     encoder_cache_path,
     rotated_classes,
+    write_cached,
 )
 from streams.switching import Distribution
 
@@ -325,10 +324,7 @@ def pretrain_maml(
         optimizer.step()
     encoder.eval()
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()
-        torch.save(encoder.state_dict(), buffer)
-        atomic_write_bytes(path, buffer.getvalue())
+        write_cached(path, encoder)
     return encoder
 
 

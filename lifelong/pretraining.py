@@ -44,6 +44,7 @@ __all__ = [
     "pretrain_protonet",
     "prototype_logits",
     "rotated_classes",
+    "write_cached",
 ]
 
 
@@ -183,10 +184,7 @@ def pretrain_protonet(
         scheduler.step()
     encoder.eval()
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        buffer = io.BytesIO()
-        torch.save(encoder.state_dict(), buffer)
-        atomic_write_bytes(path, buffer.getvalue())
+        write_cached(path, encoder)
     return encoder
 
 
@@ -290,6 +288,14 @@ def check_episode_fits(classes: Sequence[torch.Tensor], settings: EpisodeShape) 
             f"a pre-training class has {fewest} drawings; an episode needs shots + queries = "
             f"{settings.shots + settings.queries}"
         )
+
+
+def write_cached(path: Path, encoder: nn.Module) -> None:
+    """Write a pre-trained encoder's weights to its cache file atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(encoder.state_dict(), buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def encoder_cache_path(

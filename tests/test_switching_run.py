@@ -152,7 +152,7 @@ def test_every_trained_agent_is_saved_with_its_run_and_loads_back(results):
         assert (agent.name, agent.seed) == (record["agent"], record["seed"])
 
 
-class _Killed(Exception):
+class _KilledError(Exception):
     """Stands for the process being killed in the middle of a job."""
 
 
@@ -170,7 +170,7 @@ def test_a_job_killed_midway_resumes_from_its_checkpoint_with_an_equal_record(
 
         def observe_then_die(x, y, new_segment):
             if len(calls) == 25:
-                raise _Killed
+                raise _KilledError
             calls.append(1)
             observe(x, y, new_segment)
 
@@ -179,7 +179,7 @@ def test_a_job_killed_midway_resumes_from_its_checkpoint_with_an_equal_record(
 
     monkeypatch.setattr(switching_run, "make_agent", dies_after_25_steps)
     killed = replace(config, agents=(agent,), seeds=(0,), out=str(tmp_path), checkpoint_every_s=0)
-    with pytest.raises(_Killed):
+    with pytest.raises(_KilledError):
         run(killed, progress=False)
     checkpoint = JobFiles.of(tmp_path, agent, 0).checkpoint
     assert json.loads((checkpoint / "progress.json").read_text())["steps_done"] == 25

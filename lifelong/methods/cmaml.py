@@ -33,7 +33,7 @@ from torch.nn.functional import cross_entropy
 from lifelong.agents import AgentContext, register_agent
 from lifelong.budget import tensor_bytes
 from lifelong.maml import MAMLSettings, Weights, adapt, initial_weights, logits_of, meta_gradient
-from lifelong.methods.maml import load_weights, save_weights
+from lifelong.methods.maml import load_weights, predictor_of, save_weights, weight_tensors
 from lifelong.methods.online import SWITCHING, Predictor, check_support, encoder_width
 
 __all__ = ["CMAMLLearner", "CMAMLOptions"]
@@ -163,21 +163,11 @@ class CMAMLLearner:
             ValueError: On a malformed support set (see ``check_support``).
         """
         ways = check_support(support_x, support_y)
-        weights = self.adapted(self.start(ways), support_x, support_y)
-
-        def predictor(x: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                return logits_of(self.encoder, weights, x)
-
-        return predictor
+        return predictor_of(self.encoder, self.adapted(self.start(ways), support_x, support_y))
 
     def memory_bytes_by_kind(self) -> dict[str, int]:
         """The buffered batches as ``samples``; fast weights and Adam's state as ``records``."""
-        fast = (
-            []
-            if self.fast is None
-            else [*self.fast.body.values(), self.fast.head_weight, self.fast.head_bias]
-        )
+        fast = [] if self.fast is None else weight_tensors(self.fast)
         moments = [t for state in self.optimizer.state.values() for t in state.values()]
         return {
             "samples": tensor_bytes(x for x, _ in self.buffer),
@@ -208,7 +198,7 @@ class CMAMLLearner:
         """The learner ``save_state`` wrote, around the loaded ``encoder``."""
         settings = {k: v for k, v in info.items() if k not in ("ways", "features", "decisions")}
         learner = cls(encoder, info["ways"], info["features"], CMAMLOptions(**settings))
-        learner.decisions = dict(info["decisions"])
+        learner.decisions = dict(info.get("decisions", learner.decisions))
         state = torch.load(folder / "state.pt", weights_only=True)
         learner.fast = load_weights(state["fast"])
         learner.buffer = list(zip(state["buffer_x"], state["buffer_y"], strict=True))

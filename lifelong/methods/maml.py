@@ -25,7 +25,9 @@ from lifelong.budget import tensor_bytes
 from lifelong.maml import Inner, MAMLSettings, Weights, adapt, initial_weights, logits_of
 from lifelong.methods.online import SWITCHING, Predictor, check_support, encoder_width
 
-__all__ = ["MAMLLearner", "MAMLOptions", "load_weights", "save_weights"]
+__all__ = [
+    "MAMLLearner", "MAMLOptions", "load_weights", "predictor_of", "save_weights", "weight_tensors",
+]
 
 
 @dataclass(frozen=True)
@@ -123,17 +125,11 @@ class MAMLLearner:
             ValueError: On a malformed support set (see ``check_support``).
         """
         ways = check_support(support_x, support_y)
-        weights = self.adapted(self.start(ways), support_x, support_y)
-
-        def predictor(x: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                return logits_of(self.encoder, weights, x)
-
-        return predictor
+        return predictor_of(self.encoder, self.adapted(self.start(ways), support_x, support_y))
 
     def memory_bytes_by_kind(self) -> dict[str, int]:
         """The fast weights kept beside the initialisation, as ``records``."""
-        return {"records": 0 if self.fast is None else tensor_bytes(_tensors(self.fast))}
+        return {"records": 0 if self.fast is None else tensor_bytes(weight_tensors(self.fast))}
 
     def save_state(self, folder: Path) -> dict[str, Any]:
         """Write the fast weights to ``folder/state.pt`` (the encoder is saved by the caller)."""
@@ -153,8 +149,19 @@ class MAMLLearner:
         return learner
 
 
-def _tensors(weights: Weights) -> list[torch.Tensor]:
+def weight_tensors(weights: Weights) -> list[torch.Tensor]:
+    """Every tensor of ``weights``: the body's, then the head's."""
     return [*weights.body.values(), weights.head_weight, weights.head_bias]
+
+
+def predictor_of(encoder: nn.Module, weights: Weights) -> Predictor:
+    """The logits of ``weights`` through ``encoder``, without gradients."""
+
+    def predictor(x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return logits_of(encoder, weights, x)
+
+    return predictor
 
 
 def _learner(context: AgentContext, method: str) -> MAMLLearner:
