@@ -29,6 +29,7 @@ import logging
 import os
 import pickle
 import random
+import shutil
 import time
 import types
 from collections.abc import Mapping, Sequence
@@ -142,7 +143,11 @@ def prepare_folder(out_dir: str | os.PathLike[str], config: RunConfig, *, resumi
     if not resuming:
         stale += [*folder.glob("*.ckpt"), *folder.glob("*.json")]
     for path in stale:
-        path.unlink()
+        # A task-switching job's checkpoint, and an interrupted save of one, are folders.
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
     atomic_write_text(folder / CONFIG_FILE, json.dumps(config_to_dict(config), indent=2) + "\n")
 
 

@@ -189,3 +189,11 @@ def test_a_job_killed_midway_resumes_from_its_checkpoint_with_an_equal_record(
     for key in ("step_accuracy", "distribution_matrix", "decisions", "retrieval", "oca"):
         assert resumed.get(key) == uninterrupted.get(key), key
     assert not checkpoint.exists()
+
+
+def test_a_fresh_run_clears_a_checkpoint_folder_left_in_its_folder(config, tmp_path):
+    stale = JobFiles.of(tmp_path, "protonet", 0).checkpoint
+    (stale / "agent").mkdir(parents=True)
+    (stale / "progress.json").write_text("{}")
+    found = run(replace(config, agents=("protonet",), seeds=(0,), out=str(tmp_path)), progress=False)
+    assert len(found["runs"]) == 1 and not stale.exists()
