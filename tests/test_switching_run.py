@@ -195,5 +195,6 @@ def test_a_fresh_run_clears_a_checkpoint_folder_left_in_its_folder(config, tmp_p
     stale = JobFiles.of(tmp_path, "protonet", 0).checkpoint
     (stale / "agent").mkdir(parents=True)
     (stale / "progress.json").write_text("{}")
-    found = run(replace(config, agents=("protonet",), seeds=(0,), out=str(tmp_path)), progress=False)
+    one_job = replace(config, agents=("protonet",), seeds=(0,), out=str(tmp_path))
+    found = run(one_job, progress=False)
     assert len(found["runs"]) == 1 and not stale.exists()
