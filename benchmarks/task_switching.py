@@ -17,7 +17,9 @@ Full run folders (``results.json`` with every step) go to ``--runs`` (default
 
 ``--agents a,b --no-ablations`` runs only those agents (in folders of their own) and keeps
 every other row of an earlier ``summary.json`` in ``--out``, so that a new baseline joins
-the tables without rerunning the rest.
+the tables without rerunning the rest. A benchmark split over processes by seed (``--seeds
+0`` with ``--runs A``, ``--seeds 1`` with ``--runs B``) is tabled as one with ``--from-runs
+--seeds 0,1 --runs A --also-runs B``.
 """
 
 from __future__ import annotations
@@ -53,6 +55,14 @@ def main() -> None:
         "--from-runs",
         action="store_true",
         help="rebuild the tables from the run folders under --runs instead of running",
+    )
+    parser.add_argument(
+        "--also-runs",
+        type=Path,
+        action="append",
+        default=[],
+        help="with --from-runs: another runs folder whose runs of the same folder name join "
+        "(a benchmark split over processes by seed)",
     )
     parser.add_argument("--agents", help="comma-separated subset of the agents to run")
     parser.add_argument(
@@ -101,6 +111,9 @@ def main() -> None:
             )
             if args.from_runs:
                 results = json.loads((args.runs / folder / "results.json").read_text())
+                for extra in args.also_runs:
+                    more = json.loads((extra / folder / "results.json").read_text())
+                    results["runs"] += more["runs"]
             else:
                 results = run(config, progress=False)
             variant = "" if not options else f"no {next(iter(options['lifelong']))}"
@@ -170,11 +183,13 @@ def summary_rows(
 def markdown(rows: Sequence[Mapping[str, Any]], seeds: Sequence[int]) -> str:
     """The summary tables: percentages, mean ± std over seeds."""
     header = (
-        "| labels | p | agent | OCA | 1st visit | revisit | revisit, first 5 steps | "
-        "pretrain | new | ood | wall s |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "| labels | p | agent | seeds | OCA | 1st visit | revisit | revisit, first 5 steps | "
+        "pretrain | new | ood | wall s |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
 
     def pm(row: Mapping[str, Any], key: str) -> str:
+        if len(row["seeds"]) == 1:  # one seed has no spread to show
+            return f"{100 * row[key + '_mean']:.1f}"
         return f"{100 * row[key + '_mean']:.1f} ± {100 * row[key + '_std']:.1f}"
 
     def line(row: Mapping[str, Any]) -> str:
@@ -182,6 +197,7 @@ def markdown(rows: Sequence[Mapping[str, Any]], seeds: Sequence[int]) -> str:
             row["labels"],
             str(row["p"]),
             row["agent"],
+            ",".join(map(str, row["seeds"])),
             pm(row, "oca"),
             f"{100 * row['oca_first_visit_mean']:.1f}",
             pm(row, "oca_revisit"),
@@ -194,9 +210,14 @@ def markdown(rows: Sequence[Mapping[str, Any]], seeds: Sequence[int]) -> str:
     agents = [r for r in rows if "(" not in r["agent"]]
     ablations = [r for r in rows if "(" in r["agent"] or r["agent"] == "lifelong"]
     seed_text = ",".join(map(str, seeds))
+    # Rows can come from several invocations (``--agents``): each names its own seeds.
+    every_seed = sorted({seed for row in rows for seed in row["seeds"]})
     return (
-        f"# omniglot-switching: agents and ablations (seeds {seed_text}; mean ± std in %)\n\n"
-        "Regenerate: `python benchmarks/task_switching.py --seeds " + seed_text + "`\n\n"
+        "# omniglot-switching: agents and ablations (seeds "
+        f"{','.join(map(str, every_seed))}, per row in its seeds column; mean ± std in %)\n\n"
+        "Regenerate: `python benchmarks/task_switching.py --seeds " + seed_text + "` for "
+        "every agent and ablation; `--agents a,b --no-ablations --seeds S` reruns only those "
+        "agents and keeps the other rows.\n\n"
         "## Agents\n\n" + header + "".join(line(r) for r in agents) + "\n"
         "## The lifelong agent with one switch off\n\n"
         + header
@@ -218,7 +239,8 @@ def matrix_table(rows: Sequence[Mapping[str, Any]]) -> str:
         cells = []
         for name in ("acc", "forgetting", "bwt", "fwt"):
             mean, std = row[f"matrix_{name}_mean"], row[f"matrix_{name}_std"]
-            cells.append("-" if mean is None else f"{100 * mean:.1f} ± {100 * std:.1f}")
+            spread = "" if len(row["seeds"]) == 1 else f" ± {100 * std:.1f}"
+            cells.append("-" if mean is None else f"{100 * mean:.1f}{spread}")
         lead = f"| {row['labels']} | {row['p']} | {row['agent']} | "
         lines.append(lead + " | ".join(cells) + " |")
     if len(lines) == 2:
@@ -234,8 +256,9 @@ def precision_table(rows: Sequence[Mapping[str, Any]]) -> str:
     ]
     for row in rows:
         precision = row["retrieval_precision_mean"]
-        shown = "-" if precision is None else f"{100 * precision:.1f} ± "
-        shown += "" if precision is None else f"{100 * row['retrieval_precision_std']:.1f}"
+        shown = "-" if precision is None else f"{100 * precision:.1f}"
+        if precision is not None and len(row["seeds"]) > 1:
+            shown += f" ± {100 * row['retrieval_precision_std']:.1f}"
         lines.append(
             f"| {row['labels']} | {row['p']} | {row['agent']} | "
             f"{row['retrieval_events_mean']:.0f} | {shown} | "

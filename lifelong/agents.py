@@ -110,6 +110,11 @@ class AgentEntry:
         pretraining: On task-switching streams, the pre-training whose network it receives
             as ``context.model``: ``protonet`` (``lifelong.pretraining``), ``maml`` or
             ``anil`` (``lifelong.maml``).
+        online_strategy: On task-switching streams the factory returns an Avalanche
+            strategy, which the run trains step by step, each step an experience of its own
+            (``lifelong.methods.avalanche_online``); it then receives the pre-trained encoder
+            with a zero-initialised linear head as ``context.model``. ``False``: it returns
+            an ``OnlineLearner`` and receives the encoder alone.
     """
 
     name: str
@@ -119,6 +124,7 @@ class AgentEntry:
     uses_memory: bool
     options: type | None = None
     pretraining: str = "protonet"
+    online_strategy: bool = False
 
 
 _REGISTRY: dict[str, AgentEntry] = {}
@@ -135,16 +141,20 @@ def register_agent(
     uses_memory: bool = False,
     options: type | None = None,
     pretraining: str = "protonet",
+    online_strategy: bool = False,
 ) -> Callable[[AgentFactory], AgentFactory]:
     """Register an agent factory under ``name``.
 
     ``options`` is the frozen dataclass of the agent's own settings; its factory then finds
     an instance, with the run's ``agent_options`` applied, in ``context.options``.
     ``pretraining`` names the pre-trained network a task-switching run hands it
-    (``PRETRAININGS``).
+    (``PRETRAININGS``); ``online_strategy`` says that on task-switching streams the factory
+    returns an Avalanche strategy to run online (``AgentEntry.online_strategy``).
 
     Raises:
-        ValueError: If ``name`` is already registered or ``pretraining`` is unknown.
+        ValueError: If ``name`` is already registered, ``pretraining`` is unknown, or
+            ``online_strategy`` is set for an agent that does not run on task-switching
+            streams.
     """
 
     def decorator(factory: AgentFactory) -> AgentFactory:
@@ -159,8 +169,20 @@ def register_agent(
                 f"agent {name!r} asks for pre-training {pretraining!r}; choose from "
                 f"{', '.join(PRETRAININGS)}"
             )
+        if online_strategy and Scenario.TASK_SWITCHING not in scenarios:
+            raise ValueError(
+                f"agent {name!r} sets online_strategy but does not list "
+                "Scenario.TASK_SWITCHING in its scenarios; add it or drop online_strategy"
+            )
         _REGISTRY[name] = AgentEntry(
-            name, factory, line, frozenset(scenarios), uses_memory, options, pretraining
+            name,
+            factory,
+            line,
+            frozenset(scenarios),
+            uses_memory,
+            options,
+            pretraining,
+            online_strategy,
         )
         return factory
 

@@ -48,6 +48,11 @@ from lifelong.distribution_matrix import MatrixProbe
 from lifelong.evaluation import make_evaluator
 from lifelong.io import atomic_path, atomic_write_text
 from lifelong.maml import MAMLSettings, pretrain_maml
+from lifelong.methods.avalanche_online import (
+    AvalancheOnlineLearner,
+    online_classifier,
+    runs_as_avalanche,
+)
 from lifelong.prequential import (
     prequential_accuracies,
     prequential_metrics,
@@ -176,8 +181,10 @@ def _job(
     torch.manual_seed(seed)
     facts = StreamFacts(stream.scenario, stream.n_steps, stream.ways, stream.input_shape)
     device = torch.device("cpu")
+    avalanche = runs_as_avalanche(get_agent(config.registered_agent(agent)))
+    model = copy.deepcopy(encoder)
     context = AgentContext(
-        copy.deepcopy(encoder),
+        online_classifier(model, facts) if avalanche else model,
         config.train,
         facts,
         device,
@@ -236,6 +243,8 @@ def _start(
     resumed = load_online_checkpoint(checkpoint)
     if resumed is None:
         learner = make_agent(config.registered_agent(agent), context)
+        if runs_as_avalanche(get_agent(config.registered_agent(agent))):
+            learner = AvalancheOnlineLearner(learner, context.stream)
         return learner, OnlineProgress(0, [], [], 0.0, 0.0), MatrixProbe(stream, learner, every)
     learner, progress = resumed
     kept = (progress.matrix_rows, progress.probe_seconds)

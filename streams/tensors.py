@@ -33,7 +33,7 @@ from avalanche.benchmarks.utils import (
 
 from streams.base import TASK_SEQUENCE_SCENARIOS, Scenario, StreamError, TaskStream
 
-__all__ = ["TaskData", "attach_tensors", "dataset_tensors", "tensor_stream"]
+__all__ = ["TaskData", "attach_tensors", "dataset_tensors", "tensor_dataset", "tensor_stream"]
 
 TaskData = tuple[torch.Tensor, torch.Tensor]
 """One task's data: inputs ``x`` (float, ``(N, *input_shape)``) and labels ``y`` (``(N,)``)."""
@@ -103,8 +103,8 @@ def tensor_stream(
         return t if kind is Scenario.TASK_INCREMENTAL else 0
 
     benchmark = benchmark_from_datasets(
-        train=[_dataset(x, y, task_label(t)) for t, (x, y) in enumerate(train)],
-        test=[_dataset(x, y, task_label(t)) for t, (x, y) in enumerate(test)],
+        train=[tensor_dataset(x, y, task_label(t)) for t, (x, y) in enumerate(train)],
+        test=[tensor_dataset(x, y, task_label(t)) for t, (x, y) in enumerate(test)],
     )
     return TaskStream(
         name=name,
@@ -208,7 +208,11 @@ def _identities(name: str, task_identities: Sequence[int] | None, n_tasks: int) 
     return tuple(int(identity) for identity in identities)
 
 
-def _dataset(x: torch.Tensor, y: torch.Tensor, task_label: int) -> AvalancheDataset:
+def tensor_dataset(x: torch.Tensor, y: torch.Tensor, task_label: int) -> AvalancheDataset:
+    """An Avalanche classification data set of ``(x, y)`` under one task label.
+
+    ``dataset_tensors`` reads it back as ``(x, y)`` without indexing it sample by sample.
+    """
     dataset = _make_taskaware_tensor_classification_dataset(
         x, y, task_labels=task_label, targets=y
     )

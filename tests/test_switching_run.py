@@ -148,6 +148,10 @@ def test_agent_options_reach_the_agent_and_are_saved_with_its_record(config, tmp
 def test_every_trained_agent_is_saved_with_its_run_and_loads_back(results):
     found, out = results
     for record in found["runs"]:
+        if available_agents()[record["agent"]].online_strategy:
+            # Avalanche strategies run online have no saved form; nothing is claimed.
+            assert "saved_agent" not in record
+            continue
         agent = load_agent(out / record["saved_agent"])
         assert (agent.name, agent.seed) == (record["agent"], record["seed"])
 

@@ -16,6 +16,7 @@ from lifelong.methods.common import (
     memory_size,
     settings,
 )
+from lifelong.methods.online import SWITCHING
 from streams import Scenario
 
 
@@ -46,8 +47,9 @@ class DERHParams:
 @register_agent(
     "der",
     description="Dark Experience Replay++ (Buzzega et al. 2020), alpha 1, beta 0.5.",
-    scenarios=SINGLE_HEAD_SCENARIOS,
+    scenarios=SINGLE_HEAD_SCENARIOS | SWITCHING,
     uses_memory=True,
+    online_strategy=True,
     options=DERHParams,
 )
 def der(context: AgentContext) -> SupervisedTemplate:

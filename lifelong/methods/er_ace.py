@@ -16,6 +16,7 @@ from lifelong.methods.common import (
     memory_size,
     settings,
 )
+from lifelong.methods.online import SWITCHING
 
 
 @dataclass(frozen=True)
@@ -35,8 +36,9 @@ class ERACEHParams:
 @register_agent(
     "er-ace",
     description="ER with asymmetric cross-entropy (Caccia et al. 2022), 10 replayed per step.",
-    scenarios=ALL_SCENARIOS,
+    scenarios=ALL_SCENARIOS | SWITCHING,
     uses_memory=True,
+    online_strategy=True,
     options=ERACEHParams,
 )
 def er_ace(context: AgentContext) -> SupervisedTemplate:

@@ -22,6 +22,8 @@ from lifelong.methods.common import (
     parameter_bytes,
     settings,
 )
+from lifelong.methods.online import SWITCHING
+from streams import Scenario
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,9 @@ class LaMAMLHParams:
 @register_agent(
     "lamaml",
     description="La-MAML (Gupta et al. 2020): meta-learned per-parameter learning rates.",
-    scenarios=ALL_SCENARIOS,
+    scenarios=ALL_SCENARIOS | SWITCHING,
     uses_memory=True,
+    online_strategy=True,
     options=LaMAMLHParams,
 )
 def lamaml(context: AgentContext) -> SupervisedTemplate:
@@ -79,7 +82,7 @@ def lamaml(context: AgentContext) -> SupervisedTemplate:
         warnings.simplefilter("ignore", PositionalArgumentsDeprecatedWarning)
         strategy = LaMAML(
             **common_arguments(context, model=net),
-            n_inner_updates=context.train.batch_size,
+            n_inner_updates=_inner_updates(context),
             second_order=hp.second_order,
             grad_clip_norm=hp.grad_clip_norm,
             learn_lr=True,
@@ -92,3 +95,15 @@ def lamaml(context: AgentContext) -> SupervisedTemplate:
     net.load_state_dict(initial_weights)
     strategy.buffer.storage_policy = QuietReservoirSamplingBuffer(max_size=size)
     return strategy
+
+
+def _inner_updates(context: AgentContext) -> int:
+    """Inner steps per batch: one per sample of a mini-batch, as in the paper's online runs.
+
+    A task-switching step can hold fewer samples than ``batch_size`` (5 on a 5-way 1-shot
+    stream), and La-MAML splits the batch into that many chunks: there one inner step per
+    label, so that no chunk is empty.
+    """
+    if context.stream.scenario is Scenario.TASK_SWITCHING:
+        return min(context.train.batch_size, context.stream.n_classes)
+    return context.train.batch_size

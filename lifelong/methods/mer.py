@@ -16,6 +16,7 @@ from lifelong.methods.common import (
     memory_size,
     settings,
 )
+from lifelong.methods.online import SWITCHING
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,9 @@ class MERHParams:
 @register_agent(
     "mer",
     description="Meta-Experience Replay (Riemer et al. 2019): Reptile over replayed samples.",
-    scenarios=ALL_SCENARIOS,
+    scenarios=ALL_SCENARIOS | SWITCHING,
     uses_memory=True,
+    online_strategy=True,
     options=MERHParams,
 )
 def mer(context: AgentContext) -> SupervisedTemplate:

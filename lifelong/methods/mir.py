@@ -15,6 +15,7 @@ from lifelong.methods.common import (
     memory_size,
     settings,
 )
+from lifelong.methods.online import SWITCHING
 
 
 @dataclass(frozen=True)
@@ -36,8 +37,9 @@ class MIRHParams:
 @register_agent(
     "mir",
     description="Maximally Interfered Retrieval (Aljundi et al. 2019), 10 of 50 candidates.",
-    scenarios=ALL_SCENARIOS,
+    scenarios=ALL_SCENARIOS | SWITCHING,
     uses_memory=True,
+    online_strategy=True,
     options=MIRHParams,
 )
 def mir(context: AgentContext) -> SupervisedTemplate:
