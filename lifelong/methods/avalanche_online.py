@@ -87,8 +87,8 @@ class AvalancheOnlineLearner:
         # Numbered as the stream's steps: strategies that replay only after the first
         # experience (ER-ACE) read this number.
         experience.current_experience = self.decisions["experiences"]
-        # La-MAML drops an incomplete last mini-batch: a step smaller than batch_size would
-        # train on nothing. One mini-batch of the step's size is what every strategy sees.
+        # A step no larger than batch_size is one mini-batch of its own size: La-MAML drops
+        # an incomplete last mini-batch, and on a 5-sample step would train on nothing.
         self.strategy.train_mb_size = min(self._batch_size, len(x))
         self.strategy.train(experience)
         self.decisions["experiences"] += 1
