@@ -48,11 +48,7 @@ from lifelong.distribution_matrix import MatrixProbe
 from lifelong.evaluation import make_evaluator
 from lifelong.io import atomic_path, atomic_write_text
 from lifelong.maml import MAMLSettings, pretrain_maml
-from lifelong.methods.avalanche_online import (
-    AvalancheOnlineLearner,
-    online_classifier,
-    runs_as_avalanche,
-)
+from lifelong.methods.avalanche_online import AvalancheOnlineLearner, online_classifier
 from lifelong.prequential import (
     prequential_accuracies,
     prequential_metrics,
@@ -181,10 +177,10 @@ def _job(
     torch.manual_seed(seed)
     facts = StreamFacts(stream.scenario, stream.n_steps, stream.ways, stream.input_shape)
     device = torch.device("cpu")
-    avalanche = runs_as_avalanche(get_agent(config.registered_agent(agent)))
+    online_strategy = get_agent(config.registered_agent(agent)).online_strategy
     model = copy.deepcopy(encoder)
     context = AgentContext(
-        online_classifier(model, facts) if avalanche else model,
+        online_classifier(model, facts) if online_strategy else model,
         config.train,
         facts,
         device,
@@ -198,7 +194,7 @@ def _job(
         "name": agent, "seed": seed, "encoder_width": ProtoNetSettings().width,
         "input_shape": stream.input_shape,
     }
-    learner, progress, probe = _start(config, context, stream, agent, checkpoint)
+    learner, progress, probe = _start(config, context, stream, agent, checkpoint, online_strategy)
     checkpointer = _Checkpointer(
         checkpoint, learner, progress, probe, config.checkpoint_every_s, save_facts
     )
@@ -236,14 +232,22 @@ def _job(
 
 
 def _start(
-    config: RunConfig, context: AgentContext, stream: SwitchingStream, agent: str, checkpoint: Path
+    config: RunConfig,
+    context: AgentContext,
+    stream: SwitchingStream,
+    agent: str,
+    checkpoint: Path,
+    online_strategy: bool,
 ) -> tuple[Any, OnlineProgress, MatrixProbe]:
-    """A new learner from its factory, or the one a checkpoint holds, with the progress."""
+    """A new learner from its factory, or the one a checkpoint holds, with the progress.
+
+    ``online_strategy``: the factory returns an Avalanche strategy, wrapped here to run online.
+    """
     every = max(stream.n_steps // _MATRIX_POINTS, 1)
     resumed = load_online_checkpoint(checkpoint)
     if resumed is None:
         learner = make_agent(config.registered_agent(agent), context)
-        if runs_as_avalanche(get_agent(config.registered_agent(agent))):
+        if online_strategy:
             learner = AvalancheOnlineLearner(learner, context.stream)
         return learner, OnlineProgress(0, [], [], 0.0, 0.0), MatrixProbe(stream, learner, every)
     learner, progress = resumed

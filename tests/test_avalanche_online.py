@@ -7,17 +7,13 @@ from avalanche.training import Naive
 from lifelong import TrainConfig
 from lifelong.agents import AgentContext, StreamFacts, available_agents, make_agent
 from lifelong.evaluation import make_evaluator
-from lifelong.methods.avalanche_online import (
-    AvalancheOnlineLearner,
-    online_classifier,
-    runs_as_avalanche,
-)
+from lifelong.methods.avalanche_online import AvalancheOnlineLearner, online_classifier
 from lifelong.methods.common import common_arguments
 from lifelong.pretraining import conv4
 from streams import Scenario
 from streams.omniglot_switching import omniglot_switching_pool
 
-AVALANCHE_AGENTS = sorted(n for n, e in available_agents().items() if runs_as_avalanche(e))
+AVALANCHE_AGENTS = sorted(n for n, e in available_agents().items() if e.online_strategy)
 FACTS = StreamFacts(Scenario.TASK_SWITCHING, 60, 5, (1, 28, 28))
 
 
@@ -113,4 +109,3 @@ def test_the_network_learns_a_task_it_sees_repeatedly(steps):
     for _ in range(40):  # from a random encoder: about 30 passes reach 100% here
         learner.observe(x, y, None)
     assert (learner.predict(x).argmax(1) == y).float().mean() >= 0.8
-

@@ -20,30 +20,19 @@ checkpoint, so a killed job of theirs restarts from its first step on ``--resume
 
 from __future__ import annotations
 
-import copy
-
 import torch
 from avalanche.benchmarks.scenarios import benchmark_from_datasets
 from avalanche.models.utils import avalanche_forward
 from avalanche.training.templates import SupervisedTemplate
 from torch import nn
 
-from lifelong.agents import AgentEntry, StreamFacts
+from lifelong.agents import StreamFacts
 from lifelong.budget import memory_bytes_by_kind
-from lifelong.methods.finetune import ADAPT_STEPS, FinetuneLearner
-from lifelong.methods.online import Predictor, check_support, encoder_width
+from lifelong.methods.finetune import finetuned_predictor, zero_head
+from lifelong.methods.online import Predictor, encoder_width
 from streams.tensors import tensor_dataset
 
-__all__ = ["AvalancheOnlineLearner", "online_classifier", "runs_as_avalanche"]
-
-
-def runs_as_avalanche(entry: AgentEntry) -> bool:
-    """Whether a task-switching run treats the agent as an Avalanche strategy run online.
-
-    The agent says so when it registers (``online_strategy``); every other agent that runs
-    on task-switching streams returns an ``OnlineLearner`` itself.
-    """
-    return entry.online_strategy
+__all__ = ["AvalancheOnlineLearner", "online_classifier"]
 
 
 def online_classifier(encoder: nn.Module, facts: StreamFacts) -> nn.Sequential:
@@ -51,10 +40,8 @@ def online_classifier(encoder: nn.Module, facts: StreamFacts) -> nn.Sequential:
 
     The head starts at zero, as ``finetune``'s does, so the first prediction is uniform.
     """
-    head = nn.Linear(encoder_width(encoder, facts.input_shape), facts.n_classes)
-    nn.init.zeros_(head.weight)
-    nn.init.zeros_(head.bias)
-    return nn.Sequential(encoder, head)
+    features = encoder_width(encoder, facts.input_shape)
+    return nn.Sequential(encoder, zero_head(features, facts.n_classes))
 
 
 class AvalancheOnlineLearner:
@@ -101,12 +88,9 @@ class AvalancheOnlineLearner:
         Raises:
             ValueError: On a malformed support set (see ``check_support``).
         """
-        ways = check_support(support_x, support_y)
-        encoder = copy.deepcopy(self._encoder())
+        encoder = self._encoder()
         features = encoder_width(encoder, tuple(support_x.shape[1:]))
-        adapted = FinetuneLearner(encoder, features, ways, self._lr(), ADAPT_STEPS)
-        adapted.observe(support_x, support_y, None)
-        return adapted.predict
+        return finetuned_predictor(encoder, features, self._lr(), support_x, support_y)
 
     def memory_bytes_by_kind(self) -> dict[str, int]:
         """What the strategy stores beside its network, by kind (``lifelong.budget``)."""

@@ -34,10 +34,7 @@ class FinetuneLearner:
     """
 
     def __init__(self, encoder: nn.Module, features: int, ways: int, lr: float, steps: int):
-        head = nn.Linear(features, ways)
-        nn.init.zeros_(head.weight)
-        nn.init.zeros_(head.bias)
-        self.model = nn.Sequential(encoder, head)
+        self.model = nn.Sequential(encoder, zero_head(features, ways))
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr)
         self.lr = lr
         self.features = features
@@ -80,11 +77,7 @@ class FinetuneLearner:
         Raises:
             ValueError: On a malformed support set (see ``check_support``).
         """
-        ways = check_support(support_x, support_y)
-        encoder = copy.deepcopy(self.model[0])
-        adapted = FinetuneLearner(encoder, self.features, ways, self.lr, ADAPT_STEPS)
-        adapted.observe(support_x, support_y, None)
-        return adapted.predict
+        return finetuned_predictor(self.model[0], self.features, self.lr, support_x, support_y)
 
     def observe(self, x: torch.Tensor, y: torch.Tensor, new_segment: bool | None) -> None:
         """``steps`` SGD steps on the labelled batch; boundaries are not used."""
@@ -106,3 +99,31 @@ def finetune(context: AgentContext) -> FinetuneLearner:
     return FinetuneLearner(
         context.model, features, context.stream.n_classes, context.train.lr, context.train.epochs
     )
+
+
+def zero_head(features: int, ways: int) -> nn.Linear:
+    """A linear head with zero weights and bias: the first prediction is uniform."""
+    head = nn.Linear(features, ways)
+    nn.init.zeros_(head.weight)
+    nn.init.zeros_(head.bias)
+    return head
+
+
+def finetuned_predictor(
+    encoder: nn.Module,
+    features: int,
+    lr: float,
+    support_x: torch.Tensor,
+    support_y: torch.Tensor,
+) -> Predictor:
+    """A copy of ``encoder`` with a new zero head after ``ADAPT_STEPS`` SGD steps on the support.
+
+    ``encoder`` itself is unchanged.
+
+    Raises:
+        ValueError: On a malformed support set (see ``check_support``).
+    """
+    ways = check_support(support_x, support_y)
+    adapted = FinetuneLearner(copy.deepcopy(encoder), features, ways, lr, ADAPT_STEPS)
+    adapted.observe(support_x, support_y, None)
+    return adapted.predict
