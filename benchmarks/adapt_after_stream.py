@@ -10,7 +10,9 @@ Every agent of a seed gets the same episodes.
     python benchmarks/adapt_after_stream.py --runs runs/task_switching/fixed_p0.9 \\
         runs/task_switching/fixed_p0.9__maml+anil+cmaml --ways 5,20
 
-Prints a table and writes ``summary.json`` and ``summary.md`` under ``--out``.
+``--characters pretrain`` draws the episodes from the pre-training alphabets' characters
+instead, for choosing settings on pre-training tasks only. Prints a table and writes
+``summary.json`` and ``summary.md`` under ``--out``.
 """
 
 from __future__ import annotations
@@ -38,7 +40,15 @@ def main() -> None:
     parser.add_argument("--ways", default="5,20")
     parser.add_argument("--episodes", type=int, default=300)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/adapt_after_stream"))
+    parser.add_argument(
+        "--characters",
+        choices=("new", "pretrain"),
+        default="new",
+        help="whose characters the episodes draw: the new alphabets' (the test), or the "
+        "pre-training alphabets' (for choosing settings on pre-training tasks only)",
+    )
     args = parser.parse_args()
+    kind = DistributionKind.NEW if args.characters == "new" else DistributionKind.PRETRAIN
     torch.set_num_threads(1)
     ways = [int(w) for w in args.ways.split(",")]
     rows: list[dict[str, Any]] = []
@@ -49,7 +59,7 @@ def main() -> None:
             args.data_root, config["stream"]["options"].get("pretrain_alphabets", 3),
             seed=agent.seed,
         )
-        held_out = [d for d in pool if d.kind is DistributionKind.NEW]
+        held_out = [d for d in pool if d.kind is kind]
         row: dict[str, Any] = {"agent": agent.name, "seed": agent.seed, "run": str(folder)}
         for n in ways:
             row[f"{n}way_1shot"] = accuracy(agent, held_out, n, args.episodes, agent.seed)
@@ -95,7 +105,9 @@ def markdown(rows: Sequence[dict[str, Any]], ways: Sequence[int], args: Any) -> 
     return (
         "# N-way 1-shot through `adapt` after the stream (held-out test drawings)\n\n"
         f"Regenerate: `python benchmarks/adapt_after_stream.py --runs {runs} "
-        f"--ways {args.ways} --episodes {args.episodes}`\n\n" + header + "".join(lines)
+        f"--ways {args.ways} --episodes {args.episodes} --characters {args.characters}`\n\n"
+        + header
+        + "".join(lines)
     )
 
 

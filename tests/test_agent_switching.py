@@ -118,6 +118,20 @@ def test_meta_learning_moves_the_meta_parameters_and_switching_it_off_freezes_th
     assert not torch.equal(learners[True].meta.projection, initial.meta.projection)
 
 
+def test_projection_decay_keeps_the_feature_map_nearer_the_identity():
+    stream = _stream("shuffled", steps=80)
+    drift = {}
+    for decay in (0.0, 0.5):
+        learner = _learner(projection_decay=decay)
+        _run(stream, learner)
+        assert learner.meta is not None
+        identity = torch.eye(len(learner.meta.projection))
+        drift[decay] = float((learner.meta.projection - identity).norm())
+    # Halving the deviation after every Adam step (each at most about meta_lr per entry)
+    # bounds it near meta_lr per entry, far below the undecayed walk over the stream.
+    assert 0 < drift[0.5] < drift[0.0] / 5
+
+
 def test_stored_samples_stay_within_the_memory_size_and_every_kind_of_byte_is_counted():
     learner = _learner(memory_size=20)
     _run(_stream("fixed"), learner)
@@ -192,6 +206,7 @@ def test_the_same_seed_gives_the_same_predictions():
         ("inner_lr", 0.0, "inner_lr, meta_lr positive"),
         ("recur_accuracy", 1.5, r"must lie in \(0, 1\]"),
         ("candidates", 0, "candidates must be at least 1"),
+        ("projection_decay", 1.0, r"projection_decay must lie in \[0, 1\)"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_field(field, value, message):

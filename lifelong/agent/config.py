@@ -129,6 +129,12 @@ class LifelongConfig:
     route_quantile: float = 0.95
     """Routing is proposed when a batch fits the current task worse than this quantile of
     the recent batches that were in-task (set by hand; routing then checks itself)."""
+    projection_decay: float = 0.03
+    """Share of ``P - I`` removed after every meta-update, which keeps the meta-learned
+    feature map ``P`` near the identity, the pre-trained encoder's own geometry (decoupled
+    from Adam's step, as AdamW's weight decay is; 0: none). Best of 0 to 0.1 on the
+    validation streams by OCA and by 20-way ``adapt`` after the stream
+    (``benchmarks/results/task_switching_validation/``)."""
 
     def changed(self, names: tuple[str, ...]) -> list[str]:
         """Which of the fields ``names`` differ from their defaults."""
@@ -146,6 +152,8 @@ class LifelongConfig:
                 f"inner_steps must be 0 or more and inner_lr, meta_lr positive; got "
                 f"{self.inner_steps}, {self.inner_lr}, {self.meta_lr}"
             )
+        if not 0 <= self.projection_decay < 1:
+            raise ValueError(f"projection_decay must lie in [0, 1), got {self.projection_decay}")
         if not (0 < self.recur_accuracy <= 1 and 0 < self.route_quantile <= 1):
             raise ValueError(
                 f"recur_accuracy and route_quantile must lie in (0, 1]; got "
@@ -173,5 +181,6 @@ SWITCHING_FIELDS = (
     "replay_samples",
     "recur_accuracy",
     "route_quantile",
+    "projection_decay",
 )
 """Fields only the task-switching learner reads."""

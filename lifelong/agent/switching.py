@@ -447,6 +447,11 @@ class SwitchingLearner:
         for tensor, grad in zip(self.meta, grads, strict=True):
             tensor.grad = grad
         self._optimizer.step()
+        if self.config.projection_decay > 0:
+            with torch.no_grad():
+                projection = self.meta.projection
+                identity = torch.eye(len(projection))
+                projection.sub_(self.config.projection_decay * (projection - identity))
         self.decisions["meta_updates"] += 1
 
     def _replayed_episode(
