@@ -17,6 +17,9 @@ AGENTS = tuple(
     sorted(a for a, e in available_agents().items() if Scenario.TASK_SWITCHING in e.scenarios)
 )
 RUN_KEYS = {"oca", "oca_by_type", "oca_first_visit", "oca_revisit", "recovery_curve"}
+STEPS = 40
+"""Steps of the test stream: seeds 0 and 1 both switch and revisit within them (p 0.8), and
+the six Avalanche strategies (MER about 0.3 s a step) keep the module under three minutes."""
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +27,7 @@ def config(shared_data, tmp_path_factory) -> RunConfig:
     return RunConfig(
         stream=StreamConfig(
             name="omniglot-switching",
-            n_tasks=60,
+            n_tasks=STEPS,
             data_root=str(shared_data / "omniglot"),
             options={"labels": "fixed", "p": 0.8},
         ),
@@ -43,16 +46,16 @@ def results(config, tmp_path_factory):
 
 def test_records_hold_the_fixed_online_keys_and_the_ground_truth(results):
     found, _ = results
-    assert found["scenario"] == "task-switching" and found["n_steps"] == 60
+    assert found["scenario"] == "task-switching" and found["n_steps"] == STEPS
     assert [(r["agent"], r["seed"]) for r in found["runs"]] == [
         (agent, seed) for seed in (0, 1) for agent in AGENTS
     ]
     for record in found["runs"]:
         assert set(record) >= RUN_KEYS
         assert set(record["oca_by_type"]) == {"pretrain", "new", "ood"}
-        assert len(record["step_accuracy"]) == 60
-        assert sum(record["step_accuracy"]) / 60 == pytest.approx(record["oca"])
-        assert len(record["ground_truth"]["switch"]) == 60
+        assert len(record["step_accuracy"]) == STEPS
+        assert sum(record["step_accuracy"]) / STEPS == pytest.approx(record["oca"])
+        assert len(record["ground_truth"]["switch"]) == STEPS
         assert all(0 <= a <= 1 for a in record["step_accuracy"])
 
 
