@@ -11,7 +11,8 @@ Every agent of a seed gets the same episodes.
         runs/task_switching/fixed_p0.9__maml+anil+cmaml --ways 5,20
 
 ``--characters pretrain`` draws the episodes from the pre-training alphabets' characters
-instead, for choosing settings on pre-training tasks only. Prints a table and writes
+instead, for choosing settings on pre-training tasks only; ``--alphabets A+B`` from the
+named alphabets'. Prints a table and writes
 ``summary.json`` and ``summary.md`` under ``--out``.
 """
 
@@ -47,8 +48,14 @@ def main() -> None:
         help="whose characters the episodes draw: the new alphabets' (the test), or the "
         "pre-training alphabets' (for choosing settings on pre-training tasks only)",
     )
+    parser.add_argument(
+        "--alphabets",
+        help="names joined by +: draw the episodes from these alphabets' characters instead "
+        "(such as the alphabet a validation stream held out of pre-training)",
+    )
     args = parser.parse_args()
     kind = DistributionKind.NEW if args.characters == "new" else DistributionKind.PRETRAIN
+    named = set(args.alphabets.split("+")) if args.alphabets else None
     torch.set_num_threads(1)
     ways = [int(w) for w in args.ways.split(",")]
     rows: list[dict[str, Any]] = []
@@ -59,7 +66,9 @@ def main() -> None:
             args.data_root, config["stream"]["options"].get("pretrain_alphabets", 3),
             seed=agent.seed,
         )
-        held_out = [d for d in pool if d.kind is kind]
+        held_out = [d for d in pool if (d.name in named if named else d.kind is kind)]
+        if not held_out:
+            raise SystemExit(f"no alphabet of {sorted(named or [])} in the pool of {folder}")
         row: dict[str, Any] = {"agent": agent.name, "seed": agent.seed, "run": str(folder)}
         for n in ways:
             row[f"{n}way_1shot"] = accuracy(agent, held_out, n, args.episodes, agent.seed)
@@ -105,7 +114,9 @@ def markdown(rows: Sequence[dict[str, Any]], ways: Sequence[int], args: Any) -> 
     return (
         "# N-way 1-shot through `adapt` after the stream (held-out test drawings)\n\n"
         f"Regenerate: `python benchmarks/adapt_after_stream.py --runs {runs} "
-        f"--ways {args.ways} --episodes {args.episodes} --characters {args.characters}`\n\n"
+        f"--ways {args.ways} --episodes {args.episodes} --characters {args.characters}"
+        + (f" --alphabets {args.alphabets}" if args.alphabets else "")
+        + "`\n\n"
         + header
         + "".join(lines)
     )

@@ -34,7 +34,8 @@ def main() -> None:
     by_mode: dict[tuple[str, str], dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
     for folder in sorted(args.folders):
         results = json.loads((folder / "results.json").read_text())
-        mode = results["config"]["stream"]["options"]["labels"]
+        stream = results["config"]["stream"]["name"].rsplit(":", 1)[-1]
+        mode = f"{stream}, {results['config']['stream']['options']['labels']}"
         for run in results["runs"]:
             lines.append(_row(folder.name, run))
             for key in _KEYS:
@@ -42,7 +43,7 @@ def main() -> None:
                     by_mode[(mode, run["agent"])][key].append(100 * run[key])
     lines += [
         "",
-        "| labels | agent | runs | OCA % | revisit OCA % | matrix ACC % |",
+        "| stream, labels | agent | runs | OCA % | revisit OCA % | matrix ACC % |",
         "|---|---|---|---|---|---|",
     ]
     for (mode, agent), values in sorted(by_mode.items()):

@@ -135,3 +135,20 @@ def test_memory_bytes_summary_puts_equal_bytes_beside_equal_samples():
     # 0.1 s of 2 s in the codec; retrains averaged over seeds; the largest error seen.
     assert "| s | 627200 B | lifelong | 0.100 | 2.00 | 5.0 | 0.5 | 2.00 |" in costs
     assert "replay" not in costs
+
+
+def test_the_held_out_alphabet_stream_pretrains_on_two_alphabets_and_meets_the_third(shared_data):
+    from streams.base import StreamSpec
+    from streams.switching import DistributionKind
+
+    validation_stream = _load("validation_stream")
+    spec = StreamSpec(n_tasks=300, seed=100, data_root=shared_data / "omniglot")
+    stream = validation_stream.held_out_alphabet(spec)
+    kinds = {d.name: d.kind for d in stream.distributions}
+    assert kinds == {
+        "Early_Aramaic": DistributionKind.PRETRAIN,
+        "Korean": DistributionKind.PRETRAIN,
+        "Latin": DistributionKind.NEW,
+    }
+    assert [d.name for d in stream.pretraining()] == ["Early_Aramaic", "Korean"]
+    assert len(set(stream.truth.distribution.tolist())) == 3

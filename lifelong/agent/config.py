@@ -129,12 +129,12 @@ class LifelongConfig:
     route_quantile: float = 0.95
     """Routing is proposed when a batch fits the current task worse than this quantile of
     the recent batches that were in-task (set by hand; routing then checks itself)."""
-    projection_decay: float = 0.03
+    projection_decay: float = 0.01
     """Share of ``P - I`` removed after every meta-update, which keeps the meta-learned
     feature map ``P`` near the identity, the pre-trained encoder's own geometry (decoupled
-    from Adam's step, as AdamW's weight decay is; 0: none). Best of 0 to 0.1 on the
-    validation streams by OCA and by 20-way ``adapt`` after the stream
-    (``benchmarks/results/task_switching_validation/``)."""
+    from Adam's step, as AdamW's weight decay is; 0: none). Of 0 to 0.1, the best 20-way
+    ``adapt`` after the stream among the values that cost no validation stream more than 0.1
+    OCA points (``benchmarks/results/task_switching_validation/``)."""
 
     def changed(self, names: tuple[str, ...]) -> list[str]:
         """Which of the fields ``names`` differ from their defaults."""

@@ -1,0 +1,39 @@
+"""A validation stream with an alphabet that pre-training never saw, as a stream plug-in.
+
+The validation streams of ``switching_validation.sh`` hold only pre-training alphabets, so
+nothing on them depends on how the agent meets an alphabet its encoder has not learned,
+which the test streams are mostly made of. This one takes seed 0's three pre-training
+alphabets and nothing else: Early_Aramaic and Korean pre-train the encoder and recur in the
+stream; Latin, held out of pre-training, comes as a new distribution (a third of the draws).
+No digit is drawn (the test streams' out-of-distribution data)::
+
+    python run_stream.py --stream benchmarks/validation_stream.py:held_out_alphabet \\
+        --data-root ../shared/data/omniglot --seeds 100 --agents lifelong
+"""
+
+from __future__ import annotations
+
+from streams.base import StreamSpec
+from streams.data.common import resolve_data_root
+from streams.omniglot_switching import DEFAULT_STEPS, omniglot_switching_pool
+from streams.switching import DistributionKind, SwitchingStream, build_switching_stream
+
+PRETRAINING = "Early_Aramaic+Korean"
+HELD_OUT = "Latin"
+
+
+def held_out_alphabet(spec: StreamSpec) -> SwitchingStream:
+    """Seed 0's pre-training alphabets, one of them held out of pre-training.
+
+    Options: ``p`` (0.9) and ``labels`` (``shuffled`` or ``fixed``), as ``omniglot-switching``.
+    """
+    pool = omniglot_switching_pool(resolve_data_root(spec.data_root), PRETRAINING, seed=spec.seed)
+    kept = [d for d in pool if d.kind is DistributionKind.PRETRAIN or d.name == HELD_OUT]
+    return build_switching_stream(
+        "held-out-alphabet",
+        kept,
+        n_steps=spec.n_tasks or DEFAULT_STEPS,
+        seed=spec.seed,
+        p_stay=float(spec.options.get("p", 0.9)),
+        labels=str(spec.options.get("labels", "shuffled")),
+    )
