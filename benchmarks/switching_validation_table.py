@@ -2,7 +2,7 @@
 
 For each run folder (one label mode and stream seed), every agent's OCA, revisit OCA, the
 accuracy matrix's final ACC over distributions and retrieval precision@1; then each agent's
-mean over the folders of one label mode. Writes markdown to ``--out`` and prints it::
+mean over the folders of one stream and label mode. Writes markdown to ``--out`` and prints it::
 
     .venv/bin/python benchmarks/switching_validation_table.py runs/switching_validation/* \\
         --out benchmarks/results/task_switching_validation/summary.md

@@ -1,11 +1,12 @@
 """A validation stream with an alphabet that pre-training never saw, as a stream plug-in.
 
-The validation streams of ``switching_validation.sh`` hold only pre-training alphabets, so
-nothing on them depends on how the agent meets an alphabet its encoder has not learned,
-which the test streams are mostly made of. This one takes seed 0's three pre-training
-alphabets and nothing else: Early_Aramaic and Korean pre-train the encoder and recur in the
-stream; Latin, held out of pre-training, comes as a new distribution (a third of the draws).
-No digit is drawn (the test streams' out-of-distribution data)::
+The pre-training-only validation streams of ``switching_validation.sh`` hold no alphabet
+the encoder has not learned, so nothing on them depends on how the agent meets one, while
+half of a test stream's draws (new alphabets and digits) are such. This one takes seed 0's
+three pre-training alphabets and nothing else: Early_Aramaic and Korean pre-train the
+encoder and recur in the stream; Latin, held out of pre-training, comes as a new
+distribution (a third of the draws). No digit is drawn (the test streams' out-of-distribution
+data)::
 
     python run_stream.py --stream benchmarks/validation_stream.py:held_out_alphabet \\
         --data-root ../shared/data/omniglot --seeds 100 --agents lifelong
