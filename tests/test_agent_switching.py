@@ -132,6 +132,16 @@ def test_projection_decay_keeps_the_feature_map_nearer_the_identity():
     assert 0 < drift[0.5] < drift[0.0] / 5
 
 
+def test_a_learner_saved_before_projection_decay_existed_loads_without_it(tmp_path):
+    learner = _learner()
+    _run(_stream("fixed", steps=20), learner)
+    info = learner.save_state(tmp_path)
+    del info["config"]["projection_decay"]
+    loaded = SwitchingLearner.load_state(tmp_path, nn.Flatten(), info)
+    assert loaded.config.projection_decay == 0.0
+    assert LifelongConfig().projection_decay > 0
+
+
 def test_stored_samples_stay_within_the_memory_size_and_every_kind_of_byte_is_counted():
     learner = _learner(memory_size=20)
     _run(_stream("fixed"), learner)

@@ -63,6 +63,8 @@ _ADAPT_SEED = 0
 """Seed of the replay draws inside ``adapt``."""
 _ROUTING_HISTORY = 50
 """Recent routing occasions that decide whether routing pays."""
+_SETTINGS_ADDED_LATER = {"projection_decay": 0.0}
+"""Settings newer than some saved learners, each with the value those learned with."""
 
 
 @dataclass
@@ -294,7 +296,8 @@ class SwitchingLearner:
     @classmethod
     def load_state(cls, folder: Path, encoder: nn.Module, info: dict[str, Any]) -> SwitchingLearner:
         """The learner ``save_state`` wrote, around the loaded ``encoder``."""
-        learner = cls(encoder, info["ways"], info["memory_size"], LifelongConfig(**info["config"]))
+        config = LifelongConfig(**{**_SETTINGS_ADDED_LATER, **info["config"]})
+        learner = cls(encoder, info["ways"], info["memory_size"], config)
         state = torch.load(folder / "state.pt", weights_only=True)
         learner.decisions = dict(info["decisions"])
         learner.retrieval_trace = {
