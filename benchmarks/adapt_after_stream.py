@@ -12,8 +12,8 @@ Every agent of a seed gets the same episodes.
 
 ``--characters pretrain`` draws the episodes from the pre-training alphabets' characters
 instead, for choosing settings on pre-training tasks only; ``--alphabets A+B`` from the
-named alphabets'. Prints a table and writes
-``summary.json`` and ``summary.md`` under ``--out``.
+named alphabets'. Prints a table and writes ``summary.json`` and ``summary.md`` under
+``--out``.
 """
 
 from __future__ import annotations

@@ -17,8 +17,10 @@ from __future__ import annotations
 from streams.base import StreamSpec
 from streams.data.common import resolve_data_root
 from streams.omniglot_switching import DEFAULT_STEPS, omniglot_switching_pool
+from streams.options import choice, parse_options, probability
 from streams.switching import DistributionKind, SwitchingStream, build_switching_stream
 
+NAME = "held-out-alphabet"
 PRETRAINING = "Early_Aramaic+Korean"
 HELD_OUT = "Latin"
 
@@ -28,13 +30,14 @@ def held_out_alphabet(spec: StreamSpec) -> SwitchingStream:
 
     Options: ``p`` (0.9) and ``labels`` (``shuffled`` or ``fixed``), as ``omniglot-switching``.
     """
+    options = parse_options(NAME, spec, {"p": 0.9, "labels": "shuffled"})
     pool = omniglot_switching_pool(resolve_data_root(spec.data_root), PRETRAINING, seed=spec.seed)
     kept = [d for d in pool if d.kind is DistributionKind.PRETRAIN or d.name == HELD_OUT]
     return build_switching_stream(
-        "held-out-alphabet",
+        NAME,
         kept,
         n_steps=spec.n_tasks or DEFAULT_STEPS,
         seed=spec.seed,
-        p_stay=float(spec.options.get("p", 0.9)),
-        labels=str(spec.options.get("labels", "shuffled")),
+        p_stay=probability(NAME, options, "p"),
+        labels=choice(NAME, options, "labels", ("shuffled", "fixed")),
     )

@@ -26,7 +26,7 @@ from streams.data import (
 )
 from streams.data.common import TensorSplit
 from streams.data.mnist import find_mnist_files
-from streams.options import check_spec, choice, parse_options, positive_int
+from streams.options import check_spec, choice, parse_options, positive_int, probability
 from streams.registry import register_stream
 from streams.switching import (
     Distribution,
@@ -98,7 +98,7 @@ def omniglot_switching(spec: StreamSpec) -> SwitchingStream:
         seed=spec.seed,
         ways=positive_int(name, options, "ways"),
         shots=positive_int(name, options, "shots"),
-        p_stay=_probability(name, options["p"]),
+        p_stay=probability(name, options, "p"),
         labels=choice(name, options, "labels", ("shuffled", "fixed")),
         boundaries=choice(name, options, "boundaries", ("hidden", "known")),
         kind_weights=kind_weights_from(str(options["weights"])),
@@ -227,15 +227,3 @@ def _find_mnist(data_root: Path, mnist_root: Path | None) -> Path | None:
     folder = data_root if data_root.is_dir() else data_root.parent
     beside = folder.parent / "mnist"
     return beside if beside.is_dir() and find_mnist_files(beside) is not None else None
-
-
-def _probability(name: str, value: object) -> float:
-    try:
-        p = float(str(value))
-    except ValueError:
-        p = float("nan")
-    if not 0 < p < 1:
-        raise StreamError(
-            f"stream {name!r}: p={value!r}; pass a probability strictly between 0 and 1"
-        )
-    return p

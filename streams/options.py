@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 
 from streams.base import StreamError, StreamSpec
 
-__all__ = ["boolean", "check_spec", "choice", "parse_options", "positive_int"]
+__all__ = ["boolean", "check_spec", "choice", "parse_options", "positive_int", "probability"]
 
 
 def check_spec(name: str, spec: StreamSpec) -> None:
@@ -66,3 +66,17 @@ def choice(name: str, options: Mapping[str, object], key: str, choices: Sequence
             f"{', '.join(repr(c) for c in choices)}"
         )
     return str(value)
+
+
+def probability(name: str, options: Mapping[str, object], key: str) -> float:
+    """``options[key]`` as a probability strictly between 0 and 1 (a number or its text)."""
+    value = options[key]
+    try:
+        p = float(str(value))
+    except ValueError:
+        p = float("nan")
+    if not 0 < p < 1:
+        raise StreamError(
+            f"stream {name!r}: {key}={value!r}; pass a probability strictly between 0 and 1"
+        )
+    return p
