@@ -35,7 +35,8 @@ def main() -> None:
     for folder in sorted(args.folders):
         results = json.loads((folder / "results.json").read_text())
         stream = results["config"]["stream"]["name"].rsplit(":", 1)[-1]
-        mode = f"{stream}, {results['config']['stream']['options']['labels']}"
+        options = results["config"]["stream"]["options"]
+        mode = f"{stream}, {options['labels']}, p {options.get('p', 0.9)}"
         for run in results["runs"]:
             lines.append(_row(folder.name, run))
             for key in _KEYS:
@@ -43,7 +44,7 @@ def main() -> None:
                     by_mode[(mode, run["agent"])][key].append(100 * run[key])
     lines += [
         "",
-        "| stream, labels | agent | runs | OCA % | revisit OCA % | matrix ACC % |",
+        "| stream, labels, p | agent | runs | OCA % | revisit OCA % | matrix ACC % |",
         "|---|---|---|---|---|---|",
     ]
     for (mode, agent), values in sorted(by_mode.items()):

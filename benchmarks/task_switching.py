@@ -40,7 +40,7 @@ from lifelong.io import atomic_write_text
 from lifelong.switching_run import mean_std
 from streams import Scenario
 
-SWITCHES = ("retrieval", "routing", "retrieval_replay", "meta")
+SWITCHES = ("retrieval", "routing", "retrieval_replay", "meta", "fast_block")
 """The ``lifelong`` agent's ablation switches, each turned off in a run of its own."""
 SETTINGS = (("fixed", 0.9), ("fixed", 0.98), ("shuffled", 0.9), ("shuffled", 0.98))
 

@@ -10,6 +10,11 @@ data)::
 
     python run_stream.py --stream benchmarks/validation_stream.py:held_out_alphabet \\
         --data-root ../shared/data/omniglot --seeds 100 --agents lifelong
+
+``held_out_and_negated`` adds an out-of-distribution kind without the test streams' digits:
+the held-out alphabet again with its intensities negated (dark strokes on a light ground,
+which the encoder never saw), drawn a quarter of the time as the digits are in the test
+streams.
 """
 
 from __future__ import annotations
@@ -18,9 +23,15 @@ from streams.base import StreamSpec
 from streams.data.common import resolve_data_root
 from streams.omniglot_switching import DEFAULT_STEPS, omniglot_switching_pool
 from streams.options import choice, parse_options, probability
-from streams.switching import DistributionKind, SwitchingStream, build_switching_stream
+from streams.switching import (
+    Distribution,
+    DistributionKind,
+    SwitchingStream,
+    build_switching_stream,
+)
 
 NAME = "held-out-alphabet"
+NEGATED_NAME = "held-out-and-negated"
 PRETRAINING = "Early_Aramaic+Korean"
 HELD_OUT = "Latin"
 
@@ -30,14 +41,39 @@ def held_out_alphabet(spec: StreamSpec) -> SwitchingStream:
 
     Options: ``p`` (0.9) and ``labels`` (``shuffled`` or ``fixed``), as ``omniglot-switching``.
     """
-    options = parse_options(NAME, spec, {"p": 0.9, "labels": "shuffled"})
+    return _build(NAME, spec, negated=False)
+
+
+def held_out_and_negated(spec: StreamSpec) -> SwitchingStream:
+    """``held_out_alphabet`` plus the held-out alphabet negated, as the out-of-distribution kind.
+
+    Options: ``p`` (0.9) and ``labels`` (``shuffled`` or ``fixed``), as ``omniglot-switching``.
+    """
+    return _build(NEGATED_NAME, spec, negated=True)
+
+
+def _build(name: str, spec: StreamSpec, *, negated: bool) -> SwitchingStream:
+    options = parse_options(name, spec, {"p": 0.9, "labels": "shuffled"})
     pool = omniglot_switching_pool(resolve_data_root(spec.data_root), PRETRAINING, seed=spec.seed)
     kept = [d for d in pool if d.kind is DistributionKind.PRETRAIN or d.name == HELD_OUT]
+    if negated:
+        held_out = next(d for d in kept if d.name == HELD_OUT)
+        kept.append(_negated(held_out))
     return build_switching_stream(
-        NAME,
+        name,
         kept,
         n_steps=spec.n_tasks or DEFAULT_STEPS,
         seed=spec.seed,
-        p_stay=probability(NAME, options, "p"),
-        labels=choice(NAME, options, "labels", ("shuffled", "fixed")),
+        p_stay=probability(name, options, "p"),
+        labels=choice(name, options, "labels", ("shuffled", "fixed")),
+    )
+
+
+def _negated(distribution: Distribution) -> Distribution:
+    """The distribution with every drawing's intensities negated, as out-of-distribution."""
+    return Distribution(
+        f"{distribution.name}-negated",
+        DistributionKind.OOD,
+        tuple(1 - x for x in distribution.train),
+        tuple(1 - x for x in distribution.test),
     )

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from lifelong.metrics import retrieval_precision
 from lifelong.report import summarize_runs
@@ -152,3 +153,26 @@ def test_the_held_out_alphabet_stream_pretrains_on_two_alphabets_and_meets_the_t
     }
     assert [d.name for d in stream.pretraining()] == ["Early_Aramaic", "Korean"]
     assert len(set(stream.truth.distribution.tolist())) == 3
+
+
+def test_the_negated_stream_adds_the_held_out_alphabet_negated_as_out_of_distribution(
+    shared_data,
+):
+    from streams.base import StreamSpec
+    from streams.switching import DistributionKind
+
+    validation_stream = _load("validation_stream")
+    spec = StreamSpec(n_tasks=300, seed=100, data_root=shared_data / "omniglot")
+    stream = validation_stream.held_out_and_negated(spec)
+    by_name = {d.name: d for d in stream.distributions}
+    assert {name: d.kind for name, d in by_name.items()} == {
+        "Early_Aramaic": DistributionKind.PRETRAIN,
+        "Korean": DistributionKind.PRETRAIN,
+        "Latin": DistributionKind.NEW,
+        "Latin-negated": DistributionKind.OOD,
+    }
+    latin, negated = by_name["Latin"], by_name["Latin-negated"]
+    assert torch.equal(negated.train[0], 1 - latin.train[0])
+    assert torch.equal(negated.test[0], 1 - latin.test[0])
+    assert [d.name for d in stream.pretraining()] == ["Early_Aramaic", "Korean"]
+    assert len(set(stream.truth.distribution.tolist())) == 4

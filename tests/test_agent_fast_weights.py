@@ -112,3 +112,83 @@ def test_meta_gradients_leave_the_meta_parameters_untouched():
     for before, after in zip(copies, meta, strict=True):
         assert torch.equal(before, after)
         assert after.grad is None
+
+
+def _block_task(ways: int = 3, dim: int = 4, seed: int = 3):
+    """A linear block over ``dim`` inputs, offsets away from zero, support and query inputs."""
+    torch.manual_seed(seed)
+    block = torch.nn.Sequential(torch.nn.Linear(dim, dim), torch.nn.Tanh()).double()
+    generator = torch.Generator().manual_seed(seed)
+    offsets = {
+        name: 0.1 * torch.randn(p.shape, generator=generator, dtype=torch.float64)
+        for name, p in block.named_parameters()
+    }
+    _, support, query = _task(ways, dim, seed)
+    return block, offsets, support, query
+
+
+@pytest.mark.parametrize("name", ["0.weight", "0.bias"])
+def test_the_block_meta_gradient_reaches_the_offsets_and_matches_finite_differences(name):
+    meta = _meta(4)
+    block, offsets, support, query = _block_task()
+    _, _, grads = fw.block_meta_gradients(meta, block, offsets, support, query, 3, steps=3)
+    gradient = grads[name]
+    assert float(gradient.abs().sum()) > 0
+    direction = torch.randn(gradient.shape, generator=torch.Generator().manual_seed(4)).double()
+    eps = 1e-6
+
+    def loss_at(shift: float) -> float:
+        moved = {**offsets, name: offsets[name] + shift * direction}
+        return fw.block_meta_gradients(meta, block, moved, support, query, 3, steps=3)[0]
+
+    numeric = (loss_at(eps) - loss_at(-eps)) / (2 * eps)
+    assert float((gradient * direction).sum()) == pytest.approx(numeric, rel=1e-5, abs=1e-8)
+
+
+def test_the_block_meta_gradient_of_the_meta_parameters_is_that_of_the_blocks_features():
+    meta = _meta(4)
+    block, offsets, support, query = _block_task()
+    loss, grads, _ = fw.block_meta_gradients(meta, block, offsets, support, query, 3, steps=2)
+    with torch.no_grad():
+        support_f = fw.block_features(block, support[0], offsets)
+        query_f = fw.block_features(block, query[0], offsets)
+    prototypes = fw.class_means(support_f, support[1], 3)
+    expected_loss, expected = fw.meta_gradients(
+        meta, prototypes, (support_f, support[1]), (query_f, query[1]), steps=2
+    )
+    assert loss == pytest.approx(expected_loss, rel=1e-12)
+    for got, want in zip(grads, expected, strict=True):
+        torch.testing.assert_close(got, want)
+
+
+def test_a_clipped_step_is_never_longer_than_its_length():
+    offsets = {"w": torch.zeros(3), "b": torch.zeros(1)}
+    large = {"w": torch.tensor([30.0, 0.0, 40.0]), "b": torch.tensor([0.0])}
+    moved = fw.clipped_step(offsets, large, 0.1)
+    assert float(torch.cat([moved["w"], moved["b"]]).norm()) == pytest.approx(0.1)
+    small = {"w": torch.tensor([0.3, 0.0, 0.4]), "b": torch.tensor([0.0])}
+    torch.testing.assert_close(fw.clipped_step(offsets, small, 0.1)["w"], -0.1 * small["w"])
+
+
+def test_reptile_moves_the_start_its_share_of_the_way():
+    start = {"w": torch.zeros(2)}
+    moved = fw.reptile_step(start, {"w": torch.tensor([1.0, -2.0])}, 0.25)
+    torch.testing.assert_close(moved["w"], torch.tensor([0.25, -0.5]))
+
+
+def test_the_encoder_splits_into_a_trunk_and_its_last_weighted_block():
+    from lifelong.pretraining import conv4
+
+    encoder = conv4(1, 8).eval()
+    split = fw.split_encoder(encoder)
+    assert split is not None
+    trunk, block = split
+    assert isinstance(block[0], torch.nn.Conv2d) and len(block) == 5
+    x = torch.rand(3, 1, 28, 28)
+    with torch.no_grad():
+        torch.testing.assert_close(block(trunk(x)), encoder(x))
+        torch.testing.assert_close(
+            fw.block_features(block, trunk(x), fw.zero_offsets(block)), encoder(x)
+        )
+    assert fw.split_encoder(torch.nn.Flatten()) is None
+    assert fw.split_encoder(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.ReLU())) is None

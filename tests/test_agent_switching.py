@@ -24,11 +24,13 @@ from streams.switching import Distribution, DistributionKind, build_switching_st
 WAYS = 5
 
 
-def _pool(n_distributions: int = 4, classes: int = 8, seed: int = 0) -> list[Distribution]:
+def _pool(
+    n_distributions: int = 4, classes: int = 8, seed: int = 0, spread: float = 0.3
+) -> list[Distribution]:
     generator = torch.Generator().manual_seed(seed)
 
     def drawings(centre: torch.Tensor, n: int) -> torch.Tensor:
-        return (centre + 0.3 * torch.randn(n, 16, generator=generator)).reshape(n, 1, 4, 4)
+        return (centre + spread * torch.randn(n, 16, generator=generator)).reshape(n, 1, 4, 4)
 
     pool = []
     for d in range(n_distributions):
@@ -40,10 +42,10 @@ def _pool(n_distributions: int = 4, classes: int = 8, seed: int = 0) -> list[Dis
     return pool
 
 
-def _stream(labels: str, boundaries: str = "hidden", steps: int = 200):
+def _stream(labels: str, boundaries: str = "hidden", steps: int = 200, spread: float = 0.3):
     return build_switching_stream(
         "blobs",
-        _pool(),
+        _pool(spread=spread),
         n_steps=steps,
         seed=0,
         ways=WAYS,
@@ -142,6 +144,108 @@ def test_a_learner_saved_before_projection_decay_existed_loads_without_it(tmp_pa
     assert LifelongConfig().projection_decay > 0
 
 
+def _block_learner(memory_size: int = 60, **settings) -> SwitchingLearner:
+    """A learner whose encoder ends in a linear block (the identity at the start)."""
+    torch.manual_seed(0)
+    encoder = nn.Sequential(nn.Flatten(), nn.Linear(16, 16))
+    with torch.no_grad():
+        encoder[1].weight.copy_(torch.eye(16))
+        encoder[1].bias.zero_()
+    return SwitchingLearner(encoder, WAYS, memory_size, LifelongConfig(**settings), seed=0)
+
+
+def _offsets_of(learner: SwitchingLearner, record_id: int) -> dict[str, torch.Tensor]:
+    assert learner.tasks is not None
+    tensors = learner.tasks.get(record_id).tensors
+    return {k: v for k, v in tensors.items() if k.startswith("offset.")}
+
+
+def test_each_task_learns_block_offsets_that_its_record_keeps():
+    learner = _block_learner()
+    # Blobs that overlap, so that the query loss and its gradient are not vanishingly small.
+    _run(_stream("fixed", spread=2.0), learner)
+    assert learner.block is not None and learner.tasks is not None
+    stored = [_offsets_of(learner, record_id) for record_id in learner.tasks.task_ids()]
+    assert all(set(o) == {"offset.0.weight", "offset.0.bias"} for o in stored)
+    # A record met for more than one batch has taken steps; each its own.
+    moved = [o["offset.0.weight"] for o in stored if float(o["offset.0.weight"].abs().sum()) > 0]
+    assert len(moved) >= 2 and not torch.equal(moved[0], moved[1])
+    # The task the stream ends in predicts with the offsets its record holds.
+    assert learner.task is not None and learner.offsets is not None
+    current = _offsets_of(learner, learner.task.record_id)
+    assert torch.equal(learner.offsets["0.weight"], current["offset.0.weight"])
+    # Reptile has moved the new tasks' start off zero.
+    assert learner.initial_offsets is not None
+    assert float(learner.initial_offsets["0.weight"].abs().sum()) > 0
+
+
+def test_without_meta_learning_the_block_offsets_stay_at_zero():
+    learner = _block_learner(meta=False)
+    _run(_stream("fixed", steps=80, spread=2.0), learner)
+    assert learner.tasks is not None and learner.initial_offsets is not None
+    for record_id in learner.tasks.task_ids():
+        assert all(float(t.abs().sum()) == 0 for t in _offsets_of(learner, record_id).values())
+    assert all(float(t.abs().sum()) == 0 for t in learner.initial_offsets.values())
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
+def test_a_new_task_starts_its_offsets_part_way_to_the_nearest_stored_tasks(share):
+    learner = _block_learner(retrieved_offsets_share=share)
+    _run(_stream("fixed", steps=100, spread=2.0), learner)
+    batch = torch.stack([d[0] for d in _pool(spread=2.0)[0].test[:WAYS]])
+    f, _ = learner._features(batch)
+    nearest = _offsets_of(learner, learner._candidates(f, exclude=None)[0])
+    assert learner.initial_offsets is not None
+    start = learner.initial_offsets["0.weight"]
+    assert not torch.equal(start, nearest["offset.0.weight"])
+    expected = start + share * (nearest["offset.0.weight"] - start)
+    offsets = learner._new_task_offsets(f)
+    assert offsets is not None
+    torch.testing.assert_close(offsets["0.weight"], expected)
+
+
+def test_without_retrieval_a_new_task_starts_its_offsets_from_the_initialisation():
+    learner = _block_learner(retrieval=False, retrieved_offsets_share=1.0)
+    _run(_stream("fixed", steps=60, spread=2.0), learner)
+    f, _ = learner._features(torch.stack([d[0] for d in _pool(spread=2.0)[0].test[:WAYS]]))
+    offsets = learner._new_task_offsets(f)
+    assert learner.initial_offsets is not None and offsets is not None
+    assert torch.equal(offsets["0.weight"], learner.initial_offsets["0.weight"])
+
+
+def test_fast_block_off_or_an_encoder_without_a_block_adapts_the_head_alone():
+    for learner in (_block_learner(fast_block=False), _learner()):
+        _run(_stream("fixed", steps=40), learner)
+        assert learner.block is None and learner.offsets is None
+        assert learner.tasks is not None
+        assert all(not _offsets_of(learner, r) for r in learner.tasks.task_ids())
+
+
+def test_block_offsets_are_counted_as_record_bytes():
+    learner = _block_learner(memory_size=20)
+    _run(_stream("fixed", steps=60), learner)
+    counted = learner.memory_bytes_by_kind()
+    assert learner.tasks is not None and learner.meta is not None
+    assert learner.initial_offsets is not None
+    records = learner.tasks.nbytes - learner.tasks.index.nbytes
+    per_record = (16 * 16 + 16) * 4
+    assert records >= len(learner.tasks) * per_record
+    meta = sum(t.numel() * t.element_size() for t in learner.meta)
+    assert counted["records"] == records + meta + per_record
+    # Stored samples keep the trunk's output beside them: here the 16 flattened pixels.
+    assert counted["sample_extras"] == 20 * 16 * 4
+
+
+def test_a_learner_saved_before_fast_block_existed_loads_without_it(tmp_path):
+    learner = _block_learner(fast_block=False)
+    _run(_stream("fixed", steps=20), learner)
+    info = learner.save_state(tmp_path)
+    del info["config"]["fast_block"]
+    loaded = SwitchingLearner.load_state(tmp_path, learner.encoder, info)
+    assert loaded.config.fast_block is False and loaded.block is None
+    assert LifelongConfig().fast_block is True
+
+
 def test_stored_samples_stay_within_the_memory_size_and_every_kind_of_byte_is_counted():
     learner = _learner(memory_size=20)
     _run(_stream("fixed"), learner)
@@ -217,6 +321,9 @@ def test_the_same_seed_gives_the_same_predictions():
         ("recur_accuracy", 1.5, r"must lie in \(0, 1\]"),
         ("candidates", 0, "candidates must be at least 1"),
         ("projection_decay", 1.0, r"projection_decay must lie in \[0, 1\)"),
+        ("block_lr", 0.0, "block_lr must be positive"),
+        ("block_meta_step", 1.5, r"block_meta_step must lie in \[0, 1\]"),
+        ("retrieved_offsets_share", -0.5, r"retrieved_offsets_share must lie in \[0, 1\]"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_field(field, value, message):

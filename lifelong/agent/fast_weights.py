@@ -16,11 +16,18 @@ explicit tensors. A task's fast weights are a linear head over meta-learned feat
 head is small) with respect to every meta-parameter, so the initialisation's features, the
 learning rates and the temperature are all learned by gradient through the adaptation.
 
+A task may also own offsets of the encoder's last block's parameters (``split_encoder``,
+``BlockOffsets``): the raw features of its samples are then the block's output under them,
+and they are learned as the feature map is, by the query loss's gradient through the head's
+adaptation (``block_meta_gradients``), one clipped step per labelled batch. The agent
+meta-learns their starting point for new tasks by Reptile (``reptile_step``).
+
 References:
     Finn, Abbeel & Levine, "Model-Agnostic Meta-Learning", ICML 2017.
     Triantafillou et al., "Meta-Dataset" (Proto-MAML), ICLR 2020.
     Gupta, Yadav & Paull, "La-MAML: Look-ahead Meta Learning for Continual Learning",
     NeurIPS 2020.
+    Nichol, Achiam & Schulman, "On First-Order Meta-Learning Algorithms" (Reptile), 2018.
 """
 
 from __future__ import annotations
@@ -28,17 +35,30 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+from torch import nn
+from torch.func import functional_call
 from torch.nn.functional import cross_entropy
 
 __all__ = [
+    "BlockOffsets",
     "FastWeights",
     "MetaParameters",
     "adapt_head",
+    "block_features",
+    "block_meta_gradients",
+    "class_means",
+    "clipped_step",
     "head_logits",
     "initial_head",
     "meta_gradients",
+    "reptile_step",
+    "split_encoder",
     "transform",
+    "zero_offsets",
 ]
+
+BlockOffsets = dict[str, torch.Tensor]
+"""Offsets of the last block's parameters, by the names ``block.named_parameters`` gives."""
 
 
 class MetaParameters(NamedTuple):
@@ -159,12 +179,117 @@ def meta_gradients(
     """
     with torch.enable_grad():
         leaves = MetaParameters(*(t.detach().requires_grad_(True) for t in meta))
-        head = initial_head(prototypes, leaves)
-        support_x, support_y = support
-        adapted = adapt_head(
-            head, transform(support_x, leaves), support_y, leaves, steps, create_graph=True
-        )
-        query_x, query_y = query
-        loss = cross_entropy(head_logits(transform(query_x, leaves), adapted, leaves), query_y)
+        loss = _query_loss(leaves, prototypes, support, query, steps)
         grads = torch.autograd.grad(loss, tuple(leaves))
     return float(loss.detach()), MetaParameters(*grads)
+
+
+def _query_loss(
+    meta: MetaParameters,
+    prototypes: torch.Tensor,
+    support: tuple[torch.Tensor, torch.Tensor],
+    query: tuple[torch.Tensor, torch.Tensor],
+    steps: int,
+) -> torch.Tensor:
+    """Cross-entropy on the query of the head adapted on the support, graph kept."""
+    head = initial_head(prototypes, meta)
+    support_x, support_y = support
+    z = transform(support_x, meta)
+    adapted = adapt_head(head, z, support_y, meta, steps, create_graph=True)
+    query_x, query_y = query
+    return cross_entropy(head_logits(transform(query_x, meta), adapted, meta), query_y)
+
+
+def split_encoder(encoder: nn.Module) -> tuple[nn.Module, nn.Module] | None:
+    """The encoder as ``(trunk, block)``: the block from its last layer with weights on.
+
+    ``block(trunk(x))`` is ``encoder(x)``. For the four-block convolutional encoder the block
+    is the last convolution, batch norm, ReLU, pooling and flattening.
+
+    Returns:
+        ``None`` when the encoder is not an ``nn.Sequential`` of layers or has no
+        convolution or linear layer, so there is no block to adapt.
+    """
+    if not isinstance(encoder, nn.Sequential):
+        return None
+    layers = list(encoder)
+    weighted = [i for i, layer in enumerate(layers) if isinstance(layer, nn.Conv2d | nn.Linear)]
+    if not weighted:
+        return None
+    return nn.Sequential(*layers[: weighted[-1]]), nn.Sequential(*layers[weighted[-1] :])
+
+
+def zero_offsets(block: nn.Module) -> BlockOffsets:
+    """Offsets that leave every parameter of ``block`` as it is."""
+    return {name: torch.zeros_like(p) for name, p in block.named_parameters()}
+
+
+def block_features(block: nn.Module, hidden: torch.Tensor, offsets: BlockOffsets) -> torch.Tensor:
+    """The block's output on ``hidden`` with its parameters moved by ``offsets``."""
+    moved = {name: p + offsets[name] for name, p in block.named_parameters()}
+    return functional_call(block, moved, (hidden,))
+
+
+def class_means(features: torch.Tensor, y: torch.Tensor, ways: int) -> torch.Tensor:
+    """``(ways, d)`` mean feature of each label; a label with no sample sits at the origin."""
+    sums = torch.zeros(ways, features.shape[1], dtype=features.dtype).index_add_(0, y, features)
+    counts = torch.bincount(y, minlength=ways).to(sums)
+    return sums / counts.clamp(min=1).unsqueeze(1)
+
+
+def block_meta_gradients(
+    meta: MetaParameters,
+    block: nn.Module,
+    offsets: BlockOffsets,
+    support: tuple[torch.Tensor, torch.Tensor],
+    query: tuple[torch.Tensor, torch.Tensor],
+    ways: int,
+    steps: int,
+) -> tuple[float, MetaParameters, BlockOffsets]:
+    """``meta_gradients`` when raw features are the block's output under ``offsets``.
+
+    The head starts from the support's prototypes under the offsets, so the gradient
+    reaches the offsets through the prototypes, the inner steps and the query's features.
+
+    Args:
+        meta: The current meta-parameters (not modified).
+        block: The encoder's last block (not modified).
+        offsets: The task's block offsets (not modified).
+        support: The trunk's output ``(n, ...)`` and labels of the samples adapted on.
+        query: The trunk's output and labels of the samples the adapted head is judged on.
+        ways: Labels of the task.
+        steps: Inner steps.
+
+    Returns:
+        The query loss, one gradient per meta-parameter and one per offset.
+    """
+    with torch.enable_grad():
+        leaves = MetaParameters(*(t.detach().requires_grad_(True) for t in meta))
+        moved = {name: t.detach().requires_grad_(True) for name, t in offsets.items()}
+        support_f = block_features(block, support[0], moved)
+        prototypes = class_means(support_f, support[1], ways)
+        query_f = block_features(block, query[0], moved)
+        loss = _query_loss(leaves, prototypes, (support_f, support[1]), (query_f, query[1]), steps)
+        grads = torch.autograd.grad(loss, (*leaves, *moved.values()))
+    count = len(leaves)
+    return (
+        float(loss.detach()),
+        MetaParameters(*grads[:count]),
+        dict(zip(moved, grads[count:], strict=True)),
+    )
+
+
+def clipped_step(offsets: BlockOffsets, grads: BlockOffsets, length: float) -> BlockOffsets:
+    """A gradient step on the offsets, ``length`` times the gradient clipped to norm 1.
+
+    Far from the pre-training images (out-of-distribution tasks) the block's gradient is
+    large enough that plain steps, taken batch after batch, diverge.
+    """
+    norm = float(torch.cat([g.flatten() for g in grads.values()]).norm())
+    scale = length / max(1.0, norm)
+    return {name: t - scale * grads[name] for name, t in offsets.items()}
+
+
+def reptile_step(start: BlockOffsets, adapted: BlockOffsets, step: float) -> BlockOffsets:
+    """Reptile's update of a starting point towards a task's adapted offsets."""
+    return {name: t + step * (adapted[name] - t) for name, t in start.items()}

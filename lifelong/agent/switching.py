@@ -3,7 +3,8 @@
 Each step brings an unlabelled few-shot batch to predict, then its labels. The agent keeps:
 
 - the pre-trained encoder, frozen, so that task embeddings and stored prototypes stay
-  comparable across the whole stream;
+  comparable across the whole stream (a task's block offsets change only its own
+  predictions);
 - ``MetaParameters`` (feature map, inner learning rates, temperature), meta-learned online
   through the inner adaptation (``fast_weights``);
 - a ``memory.TaskMemory``: one record per task the agent has met, keyed by the normalised
@@ -11,9 +12,14 @@ Each step brings an unlabelled few-shot batch to predict, then its labels. The a
   ``memory.EpisodicMemory`` of samples tagged with their record's id, within the run's
   ``memory_size``.
 
-A task's fast weights (a linear head) start from its prototypes and adapt on its labelled
-samples: the current segment's and, for a task met before, replay of its stored samples.
-Each meta-update also replays an episode of stored samples of the retrieved task nearest the
+A task's fast weights are a linear head and, with ``fast_block``, offsets of the encoder's
+last block's parameters. The head starts from the task's prototypes and adapts on its
+labelled samples: the current segment's and, for a task met before, replay of its stored
+samples. The block offsets are the task's own: every labelled batch of the task takes one
+clipped step on them along the meta-gradient (the batch's loss after the head's adaptation);
+its record keeps them, so a recognised task resumes with them, and a new task starts from
+their initialisation, meta-learned by Reptile over the tasks the stream leaves. Each
+meta-update also replays an episode of stored samples of the retrieved task nearest the
 batch, the one the update is likeliest to disturb.
 
 On the unlabelled batch (``predict``), with ``routing``: if the batch fits the current task's
@@ -23,15 +29,19 @@ searched with the batch's mean feature and the best-fitting retrieved record pre
 beaten staying on the occasions scored so far. On the labels (``observe``): a switch is
 detected as ProtoNet's learner does (the current head gets fewer than halfway between chance
 and all of the batch right) or given; at a switch the memory is searched and a retrieved
-record that labels the batch well enough is the task coming back, its prototypes and stored
-samples the new start; otherwise a new record starts from the meta-learned initialisation.
-Within a task, each labelled batch is first the query of a meta-update, then support.
+record that labels the batch well enough is the task coming back, its prototypes, stored
+samples and block offsets the new start; otherwise a new record starts from the
+meta-learned initialisation. Within a task, each labelled batch is first the query of a
+meta-update, then support.
 
 References:
     Caccia et al., "Online Fast Adaptation and Knowledge Accumulation (OSAKA)", NeurIPS 2020.
     Snell, Swersky & Zemel, "Prototypical Networks for Few-shot Learning", NeurIPS 2017.
     Sprechmann et al., "Memory-based Parameter Adaptation", ICLR 2018 (retrieval then local
     adaptation).
+    Raghu et al., "Rapid Learning or Feature Reuse? Towards Understanding the Effectiveness
+    of MAML" (ANIL), ICLR 2020 (a body learned in the outer loop, a head in the inner loop).
+    Nichol, Achiam & Schulman, "On First-Order Meta-Learning Algorithms" (Reptile), 2018.
 """
 
 from __future__ import annotations
@@ -63,34 +73,45 @@ _ADAPT_SEED = 0
 """Seed of the replay draws inside ``adapt``."""
 _ROUTING_HISTORY = 50
 """Recent routing occasions that decide whether routing pays."""
-_SETTINGS_ADDED_LATER = {"projection_decay": 0.0}
+_OFFSET = "offset."
+"""Prefix of a block offset's name among a record's tensors."""
+_SETTINGS_ADDED_LATER = {"projection_decay": 0.0, "fast_block": False}
 """Settings newer than some saved learners, each with the value those learned with."""
 
 
 @dataclass
 class _Task:
-    """The task the agent is in: its record id, prototype sums and recent samples."""
+    """The task the agent is in: its record id, prototype sums, recent samples, block offsets.
+
+    The prototype sums are of the frozen encoder's features; the window holds the fast
+    weights' inputs (the same features, or the trunk's output when the last block adapts).
+    """
 
     record_id: int
     sums: torch.Tensor
     counts: torch.Tensor
     window: deque[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=deque)
     recurring: bool = False
+    offsets: fw.BlockOffsets | None = None
 
     @classmethod
-    def empty(cls, record_id: int, ways: int, like: torch.Tensor) -> _Task:
+    def empty(
+        cls, record_id: int, ways: int, like: torch.Tensor, offsets: fw.BlockOffsets | None
+    ) -> _Task:
         """A task with no sample yet, for features shaped like ``like`` ``(n, d)``."""
-        return cls(record_id, torch.zeros(ways, like.shape[1]), torch.zeros(ways))
+        return cls(
+            record_id, torch.zeros(ways, like.shape[1]), torch.zeros(ways), offsets=offsets
+        )
 
     def prototypes(self) -> torch.Tensor:
         """``(ways, d)`` mean raw features; a class not seen yet sits at the origin."""
         return self.sums / self.counts.clamp(min=1).unsqueeze(1)
 
-    def add(self, f: torch.Tensor, y: torch.Tensor, window: int) -> None:
-        """Count a labelled batch in the prototypes; keep the last ``window`` samples."""
+    def add(self, f: torch.Tensor, u: torch.Tensor, y: torch.Tensor, window: int) -> None:
+        """Count features ``f`` in the prototypes; keep the last ``window`` inputs ``u``."""
         self.sums.index_add_(0, y, f)
         self.counts += torch.bincount(y, minlength=len(self.counts)).to(self.counts)
-        self.window.append((f, y))
+        self.window.append((u, y))
         while sum(len(batch[1]) for batch in self.window) > window and len(self.window) > 1:
             self.window.popleft()
 
@@ -118,6 +139,13 @@ class SwitchingLearner:
         self.encoder = encoder.eval()
         for parameter in self.encoder.parameters():
             parameter.requires_grad_(False)
+        split = fw.split_encoder(self.encoder) if self.config.fast_block else None
+        self.trunk: nn.Module | None = None if split is None else split[0]
+        self.block: nn.Module | None = None if split is None else split[1]
+        # The block offsets a new task starts from (meta-learned by Reptile), and those the
+        # current head predicts with.
+        self.initial_offsets = None if self.block is None else fw.zero_offsets(self.block)
+        self.offsets: fw.BlockOffsets | None = None
         self.ways = ways
         self.switch_accuracy = (1.0 / ways + 1.0) / 2
         self.meta: fw.MetaParameters | None = None
@@ -130,7 +158,7 @@ class SwitchingLearner:
         self.task: _Task | None = None
         self.head: fw.FastWeights | None = None
         self._fit_history: deque[float] = deque(maxlen=_FIT_HISTORY)
-        self._last: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._last: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._pending_route: tuple[torch.Tensor, torch.Tensor] | None = None
         self._route_outcomes: deque[tuple[float, float]] = deque(maxlen=_ROUTING_HISTORY)
         self.decisions = {
@@ -158,15 +186,15 @@ class SwitchingLearner:
         return self._predict(x, None)
 
     def _predict(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-        f = self._features(x)
+        f, u = self._features(x)
         self._pending_route = None
         if self.task is None or self.head is None:
             return torch.zeros(len(x), self.ways)
-        current = self._logits(f, self.head)
+        current = self._logits(u, self.head, self.offsets)
         routed = self._route(f)
         if routed is None:
             return current
-        alternative = self._logits(f, self._adapted_head(self._from_record(routed), generator))
+        alternative = self._logits(u, *self._adapted(self._from_record(routed), generator))
         self._pending_route = (alternative.argmax(1), current.argmax(1))
         if not self._routing_pays():
             return current
@@ -191,19 +219,21 @@ class SwitchingLearner:
             del self.retrieval_trace["retrieved"][retrieved:]
 
     def observe(self, x: torch.Tensor, y: torch.Tensor, new_segment: bool | None) -> None:
-        """Learn the labelled batch: detect a switch, meta-update, then adapt the task's head."""
-        f = self._features(x)
+        """Learn the labelled batch: detect a switch, meta-update, then adapt the fast weights."""
+        f, u = self._features(x)
         self._score_route(y)
-        if self.task is None or self._switched(f, y, new_segment):
-            self.task = self._next_task(f, y)
+        if self.task is None or self._switched(u, y, new_segment):
+            if self.task is not None:
+                self._learn_block_start(self.task)
+            self.task = self._next_task(f, u, y)
         else:
             self._fit_history.append(_fit(f, self.task.sums, self.task.counts))
             if self.config.meta:
-                self._meta_update(self.task, f, y)
-        self.task.add(f, y, self.config.support_window)
-        self._store(x, f, y, self.task.record_id)
+                self._meta_update(self.task, f, u, y)
+        self.task.add(f, u, y, self.config.support_window)
+        self._store(x, u, y, self.task.record_id)
+        self.head, self.offsets = self._adapted(self.task)
         self._write_record(self.task)
-        self.head = self._adapted_head(self.task)
         self.retrieval_trace["observed"].append(self.task.record_id)
 
     def adapt(self, support_x: torch.Tensor, support_y: torch.Tensor) -> Predictor:
@@ -218,37 +248,47 @@ class SwitchingLearner:
             ValueError: On a malformed support set (see ``check_support``).
         """
         ways = check_support(support_x, support_y)
-        f = self._features(support_x)
+        f, u = self._features(support_x)
         known = None
         if self.config.retrieval and ways == self.ways:
             known = self._recognise(f, support_y)
-        task = self._from_record(known) if known is not None else _Task.empty(-1, ways, f)
-        task.add(f, support_y, max(self.config.support_window, len(support_y)))
+        if known is not None:
+            task = self._from_record(known)
+        else:
+            task = _Task.empty(-1, ways, f, self._new_task_offsets(f))
+        task.add(f, u, support_y, max(self.config.support_window, len(support_y)))
         # Its own generator for replay draws: the memory's must not move, or adapting would
         # change what the learner replays next.
-        head = self._adapted_head(task, torch.Generator().manual_seed(_ADAPT_SEED))
+        head, offsets = self._adapted(task, torch.Generator().manual_seed(_ADAPT_SEED))
         assert self.meta is not None
         meta = fw.MetaParameters(*(t.detach().clone() for t in self.meta))
-        encoder = self.encoder
+        encoder, trunk, block = self.encoder, self.trunk, self.block
 
         def predict(x: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
-                return fw.head_logits(fw.transform(encoder(x), meta), head, meta)
+                if block is None or trunk is None or offsets is None:
+                    features = encoder(x)
+                else:
+                    features = fw.block_features(block, trunk(x), offsets)
+                return fw.head_logits(fw.transform(features, meta), head, meta)
 
         return predict
 
     def memory_bytes_by_kind(self) -> dict[str, int]:
         """Bytes kept besides the frozen encoder, by kind (``lifelong.budget.KINDS``).
 
-        ``samples``: the stored drawings; ``sample_extras``: their stored features;
-        ``records``: the task records' tensors and the meta-parameters; ``index``: the task
-        memory's FAISS index.
+        ``samples``: the stored drawings; ``sample_extras``: their stored features (the
+        trunk's output when the last block adapts); ``records``: the task records' tensors
+        (prototype sums, block offsets), the meta-parameters and the block offsets'
+        initialisation; ``index``: the task memory's FAISS index.
         """
         features = tensor_bytes(self._stored_features.values())
         samples = 0 if self.samples is None else self.samples.nbytes_by_kind()["samples"]
         index = 0 if self.tasks is None else self.tasks.index.nbytes
         records = 0 if self.tasks is None else self.tasks.nbytes - index
         meta = 0 if self.meta is None else tensor_bytes(self.meta)
+        if self.initial_offsets is not None:
+            meta += tensor_bytes(self.initial_offsets.values())
         return {
             "samples": samples, "sample_extras": features, "records": records + meta,
             "index": index,
@@ -276,6 +316,10 @@ class SwitchingLearner:
             self.tasks.save(folder / "task_memory")
         if self.head is not None:
             tensors["head"] = {"weight": self.head.weight, "bias": self.head.bias}
+        if self.initial_offsets is not None:
+            tensors["initial_offsets"] = self.initial_offsets
+        if self.offsets is not None:
+            tensors["offsets"] = self.offsets
         if self.task is not None:
             tensors["task"] = _task_tensors(self.task)
         slots = sorted(self._stored_features)
@@ -316,6 +360,10 @@ class SwitchingLearner:
             learner.tasks = TaskMemory.load(folder / "task_memory")
         if "head" in state:
             learner.head = fw.FastWeights(state["head"]["weight"], state["head"]["bias"])
+        if "initial_offsets" in state:
+            learner.initial_offsets = dict(state["initial_offsets"])
+        if "offsets" in state:
+            learner.offsets = dict(state["offsets"])
         if "task" in state:
             learner.task = _task_from_tensors(state["task"])
         if "stored_slots" in state:
@@ -329,16 +377,66 @@ class SwitchingLearner:
 
     # --- steps -------------------------------------------------------------------------
 
-    def _features(self, x: torch.Tensor) -> torch.Tensor:
+    def _features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The frozen encoder's features ``f`` and the fast weights' inputs ``u`` of a batch.
+
+        ``u`` is the trunk's output when the last block adapts (``f`` is then the block's
+        output at zero offsets), otherwise ``f`` itself. Task keys, prototypes and fits use
+        ``f``, so they stay comparable across the whole stream.
+        """
         # predict and observe see the same batch in turn: encode it once.
         if self._last is not None and self._last[0] is x:
-            return self._last[1]
+            return self._last[1], self._last[2]
         with torch.no_grad():
-            f = self.encoder(x)
+            if self.trunk is None or self.block is None:
+                f = u = self.encoder(x)
+            else:
+                u = self.trunk(x)
+                f = self.block(u)
         if self.meta is None:
             self._set_up(int(f.shape[1]))
-        self._last = (x, f)
-        return f
+        self._last = (x, f, u)
+        return f, u
+
+    def _fast_features(self, u: torch.Tensor, offsets: fw.BlockOffsets | None) -> torch.Tensor:
+        """Raw features of fast-weight inputs under a task's block offsets (``None``: zero)."""
+        if self.block is None:
+            return u
+        with torch.no_grad():
+            if offsets is None:
+                return self.block(u)
+            return fw.block_features(self.block, u, offsets)
+
+    def _initial_offsets(self) -> fw.BlockOffsets | None:
+        if self.initial_offsets is None:
+            return None
+        return {name: t.clone() for name, t in self.initial_offsets.items()}
+
+    def _new_task_offsets(self, f: torch.Tensor) -> fw.BlockOffsets | None:
+        """Where a new task's block offsets start, from retrieval and meta-learning.
+
+        The meta-learned initialisation, moved ``retrieved_offsets_share`` of the way to the
+        offsets of the stored task nearest the batch (FAISS search on its mean feature): a
+        new task of a distribution met before (new classes, or labels reshuffled) takes up
+        what its block learned there.
+        """
+        start = self._initial_offsets()
+        share = self.config.retrieved_offsets_share
+        if start is None or share == 0 or not self.config.retrieval:
+            return start
+        candidates = self._candidates(f, exclude=None)
+        nearest = _offsets_in(self._record(candidates[0])) if candidates else None
+        if nearest is None:
+            return start
+        return {name: t + share * (nearest[name] - t) for name, t in start.items()}
+
+    def _learn_block_start(self, leaving: _Task) -> None:
+        """Reptile: move the block offsets' initialisation towards the task being left."""
+        if not self.config.meta or self.initial_offsets is None or leaving.offsets is None:
+            return
+        self.initial_offsets = fw.reptile_step(
+            self.initial_offsets, leaving.offsets, self.config.block_meta_step
+        )
 
     def _set_up(self, dim: int) -> None:
         self.meta = fw.MetaParameters.initial(dim, self.config.inner_lr)
@@ -347,19 +445,22 @@ class SwitchingLearner:
         self._optimizer = torch.optim.Adam(list(self.meta), lr=self.config.meta_lr)
         self.tasks = TaskMemory(dim, metric="cosine", index_kind="flat")
 
-    def _logits(self, f: torch.Tensor, head: fw.FastWeights) -> torch.Tensor:
+    def _logits(
+        self, u: torch.Tensor, head: fw.FastWeights, offsets: fw.BlockOffsets | None
+    ) -> torch.Tensor:
         assert self.meta is not None
         with torch.no_grad():
-            return fw.head_logits(fw.transform(f, self.meta), head, self.meta)
+            z = fw.transform(self._fast_features(u, offsets), self.meta)
+            return fw.head_logits(z, head, self.meta)
 
-    def _switched(self, f: torch.Tensor, y: torch.Tensor, new_segment: bool | None) -> bool:
+    def _switched(self, u: torch.Tensor, y: torch.Tensor, new_segment: bool | None) -> bool:
         if new_segment is not None:
             return new_segment
         assert self.head is not None
-        right = self._logits(f, self.head).argmax(1) == y
+        right = self._logits(u, self.head, self.offsets).argmax(1) == y
         return float(right.double().mean()) < self.switch_accuracy
 
-    def _next_task(self, f: torch.Tensor, y: torch.Tensor) -> _Task:
+    def _next_task(self, f: torch.Tensor, u: torch.Tensor, y: torch.Tensor) -> _Task:
         """The task a labelled batch after a switch belongs to: a stored one, or a new one."""
         assert self.tasks is not None
         known = self._recognise(f, y) if self.config.retrieval else None
@@ -368,11 +469,12 @@ class SwitchingLearner:
             self.retrieval_trace["retrieved"].append((len(self.retrieval_trace["observed"]), known))
             task = self._from_record(known)
             if self.config.meta:
-                self._meta_update(task, f, y)
+                self._meta_update(task, f, u, y)
             return task
         self.decisions["new_tasks"] += 1
+        offsets = self._new_task_offsets(f)
         record_id = self.tasks.add(torch.nn.functional.normalize(f.mean(0), dim=0))
-        return _Task.empty(record_id, self.ways, f)
+        return _Task.empty(record_id, self.ways, f, offsets)
 
     def _recognise(self, f: torch.Tensor, y: torch.Tensor) -> int | None:
         """The stored record that labels ``(f, y)`` best, if it gets enough of them right."""
@@ -433,15 +535,33 @@ class SwitchingLearner:
         )
         self._pending_route = None
 
-    def _meta_update(self, task: _Task, f: torch.Tensor, y: torch.Tensor) -> None:
-        """One meta step: this batch is the query of the head adapted on the task's samples."""
+    def _meta_update(
+        self, task: _Task, f: torch.Tensor, u: torch.Tensor, y: torch.Tensor
+    ) -> None:
+        """One meta step: this batch is the query of the head adapted on the task's samples.
+
+        With block offsets, the same gradient also takes one clipped step on the task's own
+        offsets (``block_lr``).
+        """
         assert self.meta is not None and self._optimizer is not None
         support = self._support(task)
         if support is None:
             return
-        _, grads = fw.meta_gradients(
-            self.meta, task.prototypes(), support, (f, y), self.config.inner_steps
-        )
+        if self.block is None or task.offsets is None:
+            _, grads = fw.meta_gradients(
+                self.meta, task.prototypes(), support, (u, y), self.config.inner_steps
+            )
+        else:
+            _, grads, offset_grads = fw.block_meta_gradients(
+                self.meta,
+                self.block,
+                task.offsets,
+                support,
+                (u, y),
+                len(task.counts),
+                self.config.inner_steps,
+            )
+            task.offsets = fw.clipped_step(task.offsets, offset_grads, self.config.block_lr)
         replayed = self._replayed_episode(f, exclude=task.record_id)
         if replayed is not None:
             _, more = fw.meta_gradients(self.meta, *replayed, self.config.inner_steps)
@@ -481,6 +601,7 @@ class SwitchingLearner:
             if drawn is None:
                 continue
             features, labels = drawn
+            features = self._fast_features(features, self._from_record(record_id).offsets)
             # Shaped like the stream's episodes: one drawing per label as the support and
             # its prototype, the other drawings as the query.
             first = torch.zeros(len(labels), dtype=torch.bool)
@@ -499,16 +620,29 @@ class SwitchingLearner:
             return prototypes, (support_f, support_y), (features[~first], labels[~first])
         return None
 
-    def _adapted_head(
+    def _adapted(
         self, task: _Task, generator: torch.Generator | None = None
-    ) -> fw.FastWeights:
+    ) -> tuple[fw.FastWeights, fw.BlockOffsets | None]:
+        """A task's head adapted on its samples, and the block offsets it predicts with.
+
+        Without block offsets the head starts from the task's prototypes (all its samples).
+        With them it starts from the support's prototypes in the block's output under the
+        task's offsets (the stored prototypes are the frozen encoder's).
+        """
         assert self.meta is not None
-        head = fw.initial_head(task.prototypes(), self.meta)
         support = self._support(task, generator)
-        if support is None:
-            return fw.FastWeights(head.weight.detach(), head.bias.detach())
+        offsets = task.offsets if self.block is not None else None
+        if offsets is None or support is None:
+            head = fw.initial_head(task.prototypes(), self.meta)
+            if support is None:
+                # The prototypes are the frozen encoder's: predict with zero offsets too.
+                zero = None if self.block is None else fw.zero_offsets(self.block)
+                return fw.FastWeights(head.weight.detach(), head.bias.detach()), zero
+        else:
+            support = (self._fast_features(support[0], offsets), support[1])
+            head = fw.initial_head(fw.class_means(*support, len(task.counts)), self.meta)
         z = fw.transform(support[0], self.meta)
-        return fw.adapt_head(head, z, support[1], self.meta, self.config.inner_steps)
+        return fw.adapt_head(head, z, support[1], self.meta, self.config.inner_steps), offsets
 
     def _support(
         self, task: _Task, generator: torch.Generator | None = None
@@ -535,14 +669,15 @@ class SwitchingLearner:
         features = torch.stack([self._stored_features[int(s)] for s in drawn.slot])
         return features, drawn.y
 
-    def _store(self, x: torch.Tensor, f: torch.Tensor, y: torch.Tensor, record_id: int) -> None:
+    def _store(self, x: torch.Tensor, u: torch.Tensor, y: torch.Tensor, record_id: int) -> None:
         if self.samples is None:
             return
         slots = self.samples.add_batch(x, y, record_id)
-        # Features are kept by slot: the encoder is frozen, so they never go stale.
+        # Fast-weight inputs are kept by slot: the encoder (or its trunk) is frozen, so they
+        # never go stale.
         for row, slot in enumerate(slots.tolist()):
             if slot >= 0:
-                self._stored_features[slot] = f[row].clone()
+                self._stored_features[slot] = u[row].clone()
 
     def _record(self, record_id: int) -> dict[str, torch.Tensor]:
         assert self.tasks is not None
@@ -550,7 +685,10 @@ class SwitchingLearner:
 
     def _write_record(self, task: _Task) -> None:
         assert self.tasks is not None
-        record = TaskRecord(tensors={"sums": task.sums, "counts": task.counts})
+        tensors = {"sums": task.sums, "counts": task.counts}
+        if task.offsets is not None:
+            tensors |= {_OFFSET + name: t for name, t in task.offsets.items()}
+        record = TaskRecord(tensors=tensors)
         self.tasks.update_record(task.record_id, record)
         seen = task.counts > 0
         key = torch.nn.functional.normalize(task.prototypes()[seen].mean(0), dim=0)
@@ -558,7 +696,14 @@ class SwitchingLearner:
 
     def _from_record(self, record_id: int) -> _Task:
         record = self._record(record_id)
-        return _Task(record_id, record["sums"].clone(), record["counts"].clone(), recurring=True)
+        offsets = _offsets_in(record) or self._initial_offsets()
+        return _Task(
+            record_id,
+            record["sums"].clone(),
+            record["counts"].clone(),
+            recurring=True,
+            offsets=offsets,
+        )
 
 
 def _distances(f: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
@@ -573,7 +718,10 @@ def _fit(f: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor) -> float:
     return float(_distances(f, sums, counts).min(1).values.mean())
 
 
-
+def _offsets_in(tensors: dict[str, torch.Tensor]) -> fw.BlockOffsets | None:
+    """The block offsets among a record's (or saved task's) tensors, if it has any."""
+    offsets = {k[len(_OFFSET) :]: t for k, t in tensors.items() if k.startswith(_OFFSET)}
+    return offsets or None
 
 
 def _task_tensors(task: _Task) -> dict[str, torch.Tensor]:
@@ -587,7 +735,7 @@ def _task_tensors(task: _Task) -> dict[str, torch.Tensor]:
         "window_sizes": torch.tensor([len(y) for y in window_y], dtype=torch.int64),
         "window_f": torch.cat(window_f) if window_f else torch.empty(0, task.sums.shape[1]),
         "window_y": torch.cat(window_y) if window_y else torch.empty(0, dtype=torch.int64),
-    }
+    } | {_OFFSET + name: t for name, t in (task.offsets or {}).items()}
 
 
 def _task_from_tensors(tensors: dict[str, torch.Tensor]) -> _Task:
@@ -605,4 +753,5 @@ def _task_from_tensors(tensors: dict[str, torch.Tensor]) -> _Task:
         tensors["counts"],
         window,
         recurring=bool(tensors["recurring"]),
+        offsets=_offsets_in(tensors),
     )
