@@ -8,6 +8,9 @@ Importing this package registers the agent as ``"lifelong"`` in ``lifelong.agent
 - ``LifelongAgent``: the stateful agent (``start_task``, ``observe``, ``predict``, ``end_task``).
 - ``LifelongStrategy``: its Avalanche front end; ``build_lifelong(context, config)`` builds
   it with any ``LifelongConfig`` (ablations).
+- ``switching``: ``SwitchingLearner``, the agent on task-switching streams (task records,
+  routing, per-task fast weights); ``fast_weights``: its maths (the head, the last block's
+  offsets, the meta-gradients through the head's adaptation, Reptile).
 """
 
 from lifelong.agent import functional

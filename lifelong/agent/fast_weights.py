@@ -282,8 +282,8 @@ def block_meta_gradients(
 def clipped_step(offsets: BlockOffsets, grads: BlockOffsets, length: float) -> BlockOffsets:
     """A gradient step on the offsets, ``length`` times the gradient clipped to norm 1.
 
-    Far from the pre-training images (out-of-distribution tasks) the block's gradient is
-    large enough that plain steps, taken batch after batch, diverge.
+    Far from the pre-training images (out-of-distribution tasks) the block's gradient can
+    be large: a first design's unclipped steps, carried batch after batch, diverged there.
     """
     norm = float(torch.cat([g.flatten() for g in grads.values()]).norm())
     scale = length / max(1.0, norm)
