@@ -142,27 +142,25 @@ class LifelongConfig:
     streams): each labelled batch of the task steps them along its meta-gradient (the
     batch's loss after the head's adaptation), the task's record keeps them (counted in its
     bytes), and they start the task again when retrieval recognises it; a new task starts
-    them from an initialisation meta-learned by Reptile. Off: the head alone adapts, over
-    the frozen encoder's features. Encoders that are not an ``nn.Sequential`` with a
-    convolution or linear layer have no block to adapt and always run as off. On validation
-    streams with an out-of-distribution kind it added 1.4 to 4.0 OCA points
-    (``benchmarks/results/block_validation/``)."""
+    them from an initialisation meta-learned by Reptile, moved towards the nearest stored
+    task's (``retrieved_offsets_share``). Off: the head alone adapts, over the frozen
+    encoder's features. Encoders that are not an ``nn.Sequential`` with a convolution or
+    linear layer have no block to adapt and always run as off. Its effect on validation
+    streams: ``benchmarks/results/block_validation/``."""
     block_lr: float = 0.3
     """Length of the step a task's block offsets take on each of its labelled batches (the
-    gradient clipped to norm 1; ``fast_block``). Of 0.01 to 1, 0.1 and 0.3 tied on mean
-    OCA over four validation settings, with every other value lower; 0.3 adapted better at
-    20-way 1-shot afterwards (``benchmarks/results/block_validation/``)."""
+    gradient clipped to norm 1; ``fast_block``). Chosen on validation streams by mean OCA,
+    ties broken by 20-way ``adapt`` (``benchmarks/results/block_validation/``)."""
     retrieved_offsets_share: float = 0.5
     """Share of the way a new task's block offsets start from their meta-learned
     initialisation towards those of the stored task nearest its first batch (FAISS search
     on the batch's mean feature; needs ``retrieval``): 0, the initialisation alone; 1, the
-    nearest task's offsets. Of 0, 0.5 and 1, the best mean OCA on the validation streams of
-    ``block_lr`` (95.32 against 94.93 and 95.10;
-    ``benchmarks/results/block_validation/retrieved_offsets/``)."""
+    nearest task's offsets. Chosen on the validation streams of ``block_lr`` by mean OCA
+    (``benchmarks/results/block_validation/retrieved_offsets/``)."""
     block_meta_step: float = 0.1
     """Reptile's step: share of the way the block offsets' initialisation moves towards a
     task's adapted offsets when the stream leaves that task (``fast_block`` with ``meta``).
-    Set by hand, then checked: best mean validation OCA of 0, 0.03, 0.1 and 0.3
+    Set by hand, then checked on the validation streams of ``block_lr`` by mean OCA
     (``benchmarks/results/block_validation/reptile_step/``)."""
 
     def changed(self, names: tuple[str, ...]) -> list[str]:
