@@ -121,7 +121,9 @@ class LifelongConfig:
     """Initial inner learning rate of every head parameter, then meta-learned (0.1 tied it
     on the validation stream of ``benchmarks/results/task_switching/README.md``)."""
     support_window: int = 50
-    """Most recent samples of the current segment a head adapts on (set by hand)."""
+    """Most recent samples of the current segment a head adapts on, and whose prototypes
+    under a task's block offsets start it (set by hand; checked on validation streams:
+    ``benchmarks/results/block_validation/support_window/``)."""
     replay_samples: int = 25
     """Stored samples of a task drawn into an adaptation or a replayed meta-episode (set by
     hand)."""
