@@ -601,7 +601,6 @@ class SwitchingLearner:
             if drawn is None:
                 continue
             features, labels = drawn
-            features = self._fast_features(features, self._from_record(record_id).offsets)
             # Shaped like the stream's episodes: one drawing per label as the support and
             # its prototype, the other drawings as the query.
             first = torch.zeros(len(labels), dtype=torch.bool)
@@ -612,11 +611,10 @@ class SwitchingLearner:
                     first[row] = True
             if bool(first.all()):
                 continue
-            ways = len(self._record(record_id)["counts"])
+            record = self._record(record_id)
+            features = self._fast_features(features, _offsets_in(record) or self.initial_offsets)
             support_f, support_y = features[first], labels[first]
-            sums = torch.zeros(ways, features.shape[1]).index_add_(0, support_y, support_f)
-            counts = torch.bincount(support_y, minlength=ways).to(sums)
-            prototypes = sums / counts.clamp(min=1).unsqueeze(1)
+            prototypes = fw.class_means(support_f, support_y, len(record["counts"]))
             return prototypes, (support_f, support_y), (features[~first], labels[~first])
         return None
 
