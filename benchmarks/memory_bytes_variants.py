@@ -25,8 +25,12 @@ WAYS: dict[str, LifelongConfig] = {
     "ll-float32-task-balanced": LifelongConfig(bytes_codec="none", memory_policy="task_balanced"),
     "ll-sq8-task-balanced": LifelongConfig(bytes_codec="SQ8", memory_policy="task_balanced"),
     "ll-sq4-task-balanced": LifelongConfig(bytes_codec="SQ4", memory_policy="task_balanced"),
+    "ll-pq392x4": LifelongConfig(bytes_codec="PQ392x4"),
+    "ll-pq196x4": LifelongConfig(bytes_codec="PQ196x4"),
 }
-"""Samples kept as float32, SQ8 or SQ4 codes, under the class- or the task-balanced policy."""
+"""Samples kept as float32, SQ8 or SQ4 codes, under the class- or the task-balanced policy,
+or as product-quantised codes of 196 or 98 bytes (2-pixel and 4-pixel sub-vectors, 16
+centroids each) under the class-balanced policy."""
 
 if __name__ == "__main__":
     sys.exit(run_variants(sys.argv[1:], WAYS, option="--ways", kind="way of storing"))

@@ -259,6 +259,13 @@ def _build(spec: str, dim: int) -> Any:
             f"codec {spec!r} builds a {type(index).__name__}, which has no standalone codec; "
             "use a scalar or product quantiser ('SQ8', 'SQ4', 'PQ{M}x{nbits}')"
         ) from error
+    if isinstance(index, faiss.IndexPQ):
+        # index_factory turns on polysemous training for "PQ..." (unless the string ends in
+        # "np"): it reorders the centroids so that Hamming distances between codes rank like
+        # L2 distances, which only polysemous search uses. Codes decoded or searched with
+        # asymmetric distances are the same without it, and training is 20-40x faster
+        # (PQ196x4 on 1,000 MNIST rows: 9.3 s against 0.24 s).
+        index.do_polysemous_training = False  # type: ignore[attr-defined]  # not in the stubs
     return index
 
 

@@ -43,6 +43,17 @@ def test_product_codes_reconstruct_better_than_the_mean():
     assert codec.relative_error(rows) < 0.5
 
 
+def test_product_codes_skip_polysemous_training():
+    # FAISS's factory trains "PQ..." polysemously (centroids reordered for Hamming search)
+    # unless the string ends in "np"; the codec never searches by Hamming distance, so both
+    # strings must train the same codebook, at the cost of the plain k-means.
+    rows = uniform_rows(500)
+    plain, no_polysemous = SampleCodec("PQ16x4", DIM), SampleCodec("PQ16x4np", DIM)
+    plain.train(rows)
+    no_polysemous.train(rows)
+    np.testing.assert_array_equal(plain.encode(rows), no_polysemous.encode(rows))
+
+
 def test_codebook_bytes_are_what_faiss_serialises():
     codec = SampleCodec("SQ8", DIM)
     codec.train(uniform_rows(10))
