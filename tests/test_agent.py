@@ -178,6 +178,8 @@ def test_config_errors_name_the_value():
         LifelongConfig(distill_weight=-1.0)
     with pytest.raises(ValueError, match="nope"):
         LifelongConfig(memory_policy="nope")
+    with pytest.raises(ValueError, match="route_rule 'nearest'"):
+        LifelongConfig(route_rule="nearest")
     with pytest.raises(ValueError, match="steps_per_batch must be at least 1, got 0"):
         LifelongConfig(steps_per_batch=0)
 

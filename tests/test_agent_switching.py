@@ -89,6 +89,33 @@ def test_the_task_memory_holds_one_record_per_recurring_distribution():
     assert found["precision_at_1"] > 0.95 and found["chance"] == 0.25
 
 
+def test_a_loose_task_is_routed_back_to_when_its_record_fits_better_than_the_current_one():
+    # One distribution's samples sit far from their prototypes (spread 1.5 against 0.3), so
+    # its batches fit its own record worse than the median in-task batch: the threshold
+    # that flags a batch (route_quantile 0.5 here, so that the three tight distributions
+    # set it) is one its own record never meets.
+    pool = _pool()
+    loose = _pool(n_distributions=1, seed=7, spread=1.5)[0]
+    pool[3] = dataclasses.replace(loose, name="loose", kind=DistributionKind.NEW)
+    stream = build_switching_stream(
+        "blobs", pool, n_steps=300, seed=0, ways=WAYS, p_stay=0.8, labels="fixed"
+    )
+    truth = stream.truth
+    returns = [
+        step
+        for step in range(1, len(truth.switch))
+        if truth.switch[step] and not truth.first_visit[step] and truth.distribution[step] == 3
+    ]
+    assert len(returns) >= 5
+    first_batch = {}
+    for rule in ("below_current", "below_threshold"):
+        learner = _learner(route_rule=rule, route_quantile=0.5)
+        accuracies = prequential_accuracies(stream, learner)
+        first_batch[rule] = float(np.mean(accuracies[returns]))
+    assert first_batch["below_current"] > 0.85
+    assert first_batch["below_current"] > first_batch["below_threshold"] + 0.3
+
+
 def test_with_shuffled_labels_routing_turns_itself_off_and_costs_nothing():
     stream = _stream("shuffled")
     default = _run(stream, _learner())

@@ -6,6 +6,9 @@ from dataclasses import dataclass, fields
 
 from memory import policies
 
+ROUTE_RULES = ("below_current", "below_threshold")
+"""Values of ``LifelongConfig.route_rule``."""
+
 
 @dataclass(frozen=True)
 class LifelongConfig:
@@ -133,6 +136,13 @@ class LifelongConfig:
     route_quantile: float = 0.95
     """Routing is proposed when a batch fits the current task worse than this quantile of
     the recent batches that were in-task (set by hand; routing then checks itself)."""
+    route_rule: str = "below_current"
+    """Which stored record a batch flagged by ``route_quantile`` is routed to: the
+    best-fitting one the FAISS search returns, if it fits the batch better than the current
+    task (``below_current``), or only if it also fits no worse than that quantile
+    (``below_threshold``, the first rule, under which a task whose samples sit far from their
+    prototypes, a new or out-of-distribution alphabet's, was never routed back to). Chosen on
+    validation streams: ``benchmarks/results/block_validation/route_rule/``."""
     projection_decay: float = 0.01
     """Share of ``P - I`` removed after every meta-update, which keeps the meta-learned
     feature map ``P`` near the identity, the pre-trained encoder's own geometry (decoupled
@@ -193,6 +203,8 @@ class LifelongConfig:
                 f"recur_accuracy and route_quantile must lie in (0, 1]; got "
                 f"{self.recur_accuracy}, {self.route_quantile}"
             )
+        if self.route_rule not in ROUTE_RULES:
+            raise ValueError(f"unknown route_rule {self.route_rule!r}; choose from {ROUTE_RULES}")
         slow = (self.slow_momentum, self.slow_share, self.slow_budget_share)
         if not (0 <= slow[0] < 1 and 0 <= slow[1] <= 1 and 0 <= slow[2] <= 1):
             raise ValueError(
@@ -215,6 +227,7 @@ SWITCHING_FIELDS = (
     "replay_samples",
     "recur_accuracy",
     "route_quantile",
+    "route_rule",
     "projection_decay",
     "fast_block",
     "block_lr",

@@ -24,9 +24,10 @@ batch, the one the update is likeliest to disturb.
 
 On the unlabelled batch (``predict``), with ``routing``: if the batch fits the current task's
 prototypes worse than nearly all batches that turned out to belong to it, the task memory is
-searched with the batch's mean feature and the best-fitting retrieved record predicts instead
-(a task recognised before any of its labels arrive), as long as such routed predictions have
-beaten staying on the occasions scored so far. On the labels (``observe``): a switch is
+searched with the batch's mean feature and the best-fitting retrieved record, if it fits the
+batch better than the current task, predicts instead (a task recognised before any of its
+labels arrive), as long as such routed predictions have beaten staying on the occasions
+scored so far. On the labels (``observe``): a switch is
 detected as ProtoNet's learner does (the current head gets fewer than halfway between chance
 and all of the batch right) or given; at a switch the memory is searched and a retrieved
 record that labels the batch well enough is the task coming back, its prototypes, stored
@@ -75,7 +76,11 @@ _ROUTING_HISTORY = 50
 """Recent routing occasions that decide whether routing pays."""
 _OFFSET = "offset."
 """Prefix of a block offset's name among a record's tensors."""
-_SETTINGS_ADDED_LATER = {"projection_decay": 0.0, "fast_block": False}
+_SETTINGS_ADDED_LATER = {
+    "projection_decay": 0.0,
+    "fast_block": False,
+    "route_rule": "below_threshold",
+}
 """Settings newer than some saved learners, each with the value those learned with."""
 
 
@@ -500,8 +505,9 @@ class SwitchingLearner:
         """A stored record to predict ``f`` with instead of the current task, if one fits.
 
         A record is proposed only when the batch fits the current task worse than
-        ``route_quantile`` of the batches that turned out to be in-task, and the best
-        retrieved record fits it no worse than that threshold.
+        ``route_quantile`` of the batches that turned out to be in-task; then the best
+        retrieved record, if it fits the batch better than the current task (and, under
+        ``route_rule="below_threshold"``, no worse than that quantile).
         """
         if not (self.config.routing and self.config.retrieval):
             return None
@@ -509,15 +515,19 @@ class SwitchingLearner:
             return None
         assert self.task is not None
         threshold = float(np.quantile(np.asarray(self._fit_history), self.config.route_quantile))
-        if _fit(f, self.task.sums, self.task.counts) <= threshold:
+        current = _fit(f, self.task.sums, self.task.counts)
+        if current <= threshold:
             return None
         fits = {}
         for record_id in self._candidates(f, exclude=self.task.record_id):
             record = self._record(record_id)
             fits[record_id] = _fit(f, record["sums"], record["counts"])
-        if not fits or min(fits.values()) > threshold:
+        if not fits:
             return None
-        return min(fits, key=fits.__getitem__)
+        best = min(fits, key=fits.__getitem__)
+        if self.config.route_rule == "below_threshold":
+            return best if fits[best] <= threshold else None
+        return best if fits[best] < current else None
 
     def _routing_pays(self) -> bool:
         """Whether routed predictions beat the current task's on recent routing occasions."""
