@@ -119,7 +119,8 @@ class LifelongConfig:
     """Predict an unlabelled batch that fits the current task poorly with the stored task
     that fits it best (task-agnostic prediction). Needs ``retrieval``."""
     inner_steps: int = 5
-    """SGD steps that adapt a task's head on its samples (set by hand, not tuned)."""
+    """SGD steps that adapt a task's head on its samples (set by hand; 3, 10 and 20 tie with
+    it on validation streams: ``benchmarks/results/block_validation/inner_steps/``)."""
     inner_lr: float = 0.01
     """Initial inner learning rate of every head parameter, then meta-learned (0.1 tied it
     on the validation stream of ``benchmarks/results/task_switching/README.md``)."""
