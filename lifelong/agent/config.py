@@ -128,9 +128,10 @@ class LifelongConfig:
     """Most recent samples of the current segment a head adapts on, and whose prototypes
     under a task's block offsets start it (set by hand; checked on validation streams:
     ``benchmarks/results/block_validation/support_window/``)."""
-    replay_samples: int = 25
-    """Stored samples of a task drawn into an adaptation or a replayed meta-episode (set by
-    hand)."""
+    replay_samples: int = 50
+    """Stored samples of a task drawn into an adaptation or a replayed meta-episode (of 10,
+    25, 50 and 100, 50 and 100 tied best on validation streams and 50 costs less:
+    ``benchmarks/results/block_validation/replay_samples/``)."""
     recur_accuracy: float = 0.8
     """Share of a labelled batch a stored task's prototypes must get right to be the same
     task coming back (set by hand: four of five labels at 5 ways)."""
