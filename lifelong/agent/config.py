@@ -137,7 +137,9 @@ class LifelongConfig:
     task coming back (set by hand: four of five labels at 5 ways)."""
     route_quantile: float = 0.95
     """Routing is proposed when a batch fits the current task worse than this quantile of
-    the recent batches that were in-task (set by hand; routing then checks itself)."""
+    the recent batches that were in-task (set by hand; 0.8 to 0.99 tie on validation
+    streams: ``benchmarks/results/block_validation/route_quantile/``; routing then checks
+    itself)."""
     route_rule: str = "below_current"
     """Which stored record a batch flagged by ``route_quantile`` is routed to: the
     best-fitting one the FAISS search returns, if it fits the batch better than the current
