@@ -172,7 +172,7 @@ def test_a_clipped_step_is_never_longer_than_its_length():
 
 def test_reptile_moves_the_start_its_share_of_the_way():
     start = {"w": torch.zeros(2)}
-    moved = fw.reptile_step(start, {"w": torch.tensor([1.0, -2.0])}, 0.25)
+    moved = fw.moved_towards(start, {"w": torch.tensor([1.0, -2.0])}, 0.25)
     torch.testing.assert_close(moved["w"], torch.tensor([0.25, -0.5]))
 
 

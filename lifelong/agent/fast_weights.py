@@ -20,7 +20,7 @@ A task may also own offsets of the encoder's last block's parameters (``split_en
 ``BlockOffsets``): the raw features of its samples are then the block's output under them,
 and they are learned as the feature map is, by the query loss's gradient through the head's
 adaptation (``block_meta_gradients``), one clipped step per labelled batch. The agent
-meta-learns their starting point for new tasks by Reptile (``reptile_step``).
+meta-learns their starting point for new tasks by Reptile (``moved_towards``).
 
 References:
     Finn, Abbeel & Levine, "Model-Agnostic Meta-Learning", ICML 2017.
@@ -51,7 +51,7 @@ __all__ = [
     "head_logits",
     "initial_head",
     "meta_gradients",
-    "reptile_step",
+    "moved_towards",
     "split_encoder",
     "transform",
     "zero_offsets",
@@ -290,6 +290,10 @@ def clipped_step(offsets: BlockOffsets, grads: BlockOffsets, length: float) -> B
     return {name: t - scale * grads[name] for name, t in offsets.items()}
 
 
-def reptile_step(start: BlockOffsets, adapted: BlockOffsets, step: float) -> BlockOffsets:
-    """Reptile's update of a starting point towards a task's adapted offsets."""
-    return {name: t + step * (adapted[name] - t) for name, t in start.items()}
+def moved_towards(start: BlockOffsets, target: BlockOffsets, share: float) -> BlockOffsets:
+    """``start`` moved ``share`` of the way to ``target``, offset by offset.
+
+    Reptile's update of a starting point towards a task's adapted offsets, and the blend of
+    that starting point with a retrieved task's offsets that a new task starts from.
+    """
+    return {name: t + share * (target[name] - t) for name, t in start.items()}

@@ -432,13 +432,13 @@ class SwitchingLearner:
         nearest = _offsets_in(self._record(candidates[0])) if candidates else None
         if nearest is None:
             return start
-        return {name: t + share * (nearest[name] - t) for name, t in start.items()}
+        return fw.moved_towards(start, nearest, share)
 
     def _learn_block_start(self, leaving: _Task) -> None:
         """Reptile: move the block offsets' initialisation towards the task being left."""
         if not self.config.meta or self.initial_offsets is None or leaving.offsets is None:
             return
-        self.initial_offsets = fw.reptile_step(
+        self.initial_offsets = fw.moved_towards(
             self.initial_offsets, leaving.offsets, self.config.block_meta_step
         )
 
@@ -693,9 +693,7 @@ class SwitchingLearner:
     def _write_record(self, task: _Task) -> None:
         assert self.tasks is not None
         tensors = {"sums": task.sums, "counts": task.counts}
-        if task.offsets is not None:
-            tensors |= {_OFFSET + name: t for name, t in task.offsets.items()}
-        record = TaskRecord(tensors=tensors)
+        record = TaskRecord(tensors=tensors | _offset_tensors(task.offsets))
         self.tasks.update_record(task.record_id, record)
         seen = task.counts > 0
         key = torch.nn.functional.normalize(task.prototypes()[seen].mean(0), dim=0)
@@ -725,6 +723,11 @@ def _fit(f: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor) -> float:
     return float(_distances(f, sums, counts).min(1).values.mean())
 
 
+def _offset_tensors(offsets: fw.BlockOffsets | None) -> dict[str, torch.Tensor]:
+    """Block offsets as a record's (or saved task's) tensors; ``_offsets_in`` reads them."""
+    return {_OFFSET + name: t for name, t in (offsets or {}).items()}
+
+
 def _offsets_in(tensors: dict[str, torch.Tensor]) -> fw.BlockOffsets | None:
     """The block offsets among a record's (or saved task's) tensors, if it has any."""
     offsets = {k[len(_OFFSET) :]: t for k, t in tensors.items() if k.startswith(_OFFSET)}
@@ -742,7 +745,7 @@ def _task_tensors(task: _Task) -> dict[str, torch.Tensor]:
         "window_sizes": torch.tensor([len(y) for y in window_y], dtype=torch.int64),
         "window_f": torch.cat(window_f) if window_f else torch.empty(0, task.sums.shape[1]),
         "window_y": torch.cat(window_y) if window_y else torch.empty(0, dtype=torch.int64),
-    } | {_OFFSET + name: t for name, t in (task.offsets or {}).items()}
+    } | _offset_tensors(task.offsets)
 
 
 def _task_from_tensors(tensors: dict[str, torch.Tensor]) -> _Task:
