@@ -8,7 +8,10 @@
 # 1-shot through every saved agent's adapt on Latin's test drawings. About 15 minutes on 2
 # CPU cores once the two encoders are cached.
 #
-#   bash benchmarks/block_validation.sh [OUT [FIELD GRID NAME RESULTS]]
+#   bash benchmarks/block_validation.sh [OUT [FIELD GRID NAME RESULTS [FIXED]]]
+#
+# FIXED: more FIELD=VALUE settings, space-separated, for every variant of the grid (not for
+# the head-only one).
 #
 # Defaults: runs/block_validation, block_lr, "0.01 0.03 0.1 0.3 1", block,
 # benchmarks/results/block_validation. The retrieved offsets' share was chosen with
@@ -21,9 +24,13 @@ FIELD=${2:-block_lr}
 read -r -a GRID <<< "${3:-0.01 0.03 0.1 0.3 1}"
 NAME=${4:-block}
 RESULTS=${5:-benchmarks/results/block_validation}
+read -r -a FIXED <<< "${6:-}"
 variants=(--agent-variant "head-only=lifelong" --agent-option "head-only.fast_block=false")
 for value in "${GRID[@]}"; do
   variants+=(--agent-variant "$NAME-$value=lifelong" --agent-option "$NAME-$value.$FIELD=$value")
+  for setting in "${FIXED[@]}"; do
+    variants+=(--agent-option "$NAME-$value.$setting")
+  done
 done
 agents="head-only,$(printf "$NAME-%s," "${GRID[@]}")"
 for setting in shuffled_0.9 shuffled_0.98 fixed_0.9 fixed_0.98; do

@@ -180,6 +180,8 @@ def test_config_errors_name_the_value():
         LifelongConfig(memory_policy="nope")
     with pytest.raises(ValueError, match="route_rule 'nearest'"):
         LifelongConfig(route_rule="nearest")
+    with pytest.raises(ValueError, match="switch_rule 'loss'"):
+        LifelongConfig(switch_rule="loss")
     with pytest.raises(ValueError, match="steps_per_batch must be at least 1, got 0"):
         LifelongConfig(steps_per_batch=0)
 

@@ -116,6 +116,65 @@ def test_a_loose_task_is_routed_back_to_when_its_record_fits_better_than_the_cur
     assert first_batch["below_current"] > first_batch["below_threshold"] + 0.3
 
 
+def _same_characters(labels: torch.Tensor, drawing: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """One drawing of each of the first five blobs of the pool's first distribution."""
+    centres = _pool()[0].train[:WAYS]
+    return torch.stack([c[drawing % len(c)] for c in centres]), labels
+
+
+@pytest.mark.parametrize("rule", ["accuracy", "accuracy_and_fit"])
+def test_a_badly_labelled_batch_of_the_same_characters_is_kept_in_its_task_once(rule, tmp_path):
+    learner = _learner(switch_rule=rule)
+    labels = torch.arange(WAYS)
+    for drawing in range(12):  # enough in-task batches for the fit threshold
+        learner.observe(*_same_characters(labels, drawing), None)
+    assert learner.decisions["new_tasks"] == 1
+    relabelled = labels.roll(1)
+    learner.observe(*_same_characters(relabelled, 12), None)
+    if rule == "accuracy":
+        assert learner.decisions["new_tasks"] == 2
+        return
+    # Every label wrong, but the samples sit on the task's prototypes: a hard batch.
+    assert learner.decisions["new_tasks"] == 1 and learner.decisions["kept_low_batches"] == 1
+    # The next batch, labelled as before, confirms the keep; so the next hard one is kept.
+    learner.observe(*_same_characters(labels, 13), None)
+    learner.observe(*_same_characters(relabelled, 14), None)
+    assert learner.decisions["new_tasks"] == 1 and learner.decisions["kept_low_batches"] == 2
+    # A second such batch in a row is a relabelled task, also after a save and load.
+    info = learner.save_state(tmp_path)
+    loaded = SwitchingLearner.load_state(tmp_path, nn.Flatten(), info)
+    loaded.observe(*_same_characters(relabelled, 12), None)
+    assert loaded.decisions["new_tasks"] == 2 and loaded.decisions["kept_low_batches"] == 2
+
+
+def test_keeping_low_batches_stops_once_the_batch_after_a_keep_refutes_it():
+    # After twelve batches of one task, every batch brings the same drawings under a fresh
+    # labelling, as a stream whose every low batch is a new task would. (Retrieval off: a
+    # new task is never one recognised from the records.)
+    learner = _learner(switch_rule="accuracy_and_fit", retrieval=False)
+    labels = torch.arange(WAYS)
+    for drawing in range(12):
+        learner.observe(*_same_characters(labels, drawing), None)
+    for shift in (1, 2, 3, 4):
+        learner.observe(*_same_characters(labels.roll(shift), 12), None)
+    # The first relabelled batch is kept, the second refutes the keep and starts a task;
+    # from then on every low batch starts one at once.
+    assert learner.decisions["kept_low_batches"] == 1
+    assert learner.decisions["new_tasks"] == 1 + 3
+
+
+def test_a_learner_saved_before_switch_rule_existed_loads_with_the_accuracy_rule(tmp_path):
+    learner = _learner()
+    _run(_stream("fixed", steps=20), learner)
+    info = learner.save_state(tmp_path)
+    del info["config"]["switch_rule"]
+    del info["decisions"]["kept_low_batches"]
+    loaded = SwitchingLearner.load_state(tmp_path, nn.Flatten(), info)
+    assert loaded.config.switch_rule == "accuracy"
+    assert LifelongConfig().switch_rule == "accuracy_and_fit"
+    assert loaded.decisions["kept_low_batches"] == 0
+
+
 def test_with_shuffled_labels_routing_turns_itself_off_and_costs_nothing():
     stream = _stream("shuffled")
     default = _run(stream, _learner())

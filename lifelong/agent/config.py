@@ -8,6 +8,8 @@ from memory import policies
 
 ROUTE_RULES = ("below_current", "below_threshold")
 """Values of ``LifelongConfig.route_rule``."""
+SWITCH_RULES = ("accuracy", "accuracy_and_fit")
+"""Values of ``LifelongConfig.switch_rule``."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,16 @@ class LifelongConfig:
     (``below_threshold``, the first rule, under which a task whose samples sit far from their
     prototypes, a new or out-of-distribution alphabet's, was never routed back to). Chosen on
     validation streams: ``benchmarks/results/block_validation/route_rule/``."""
+    switch_rule: str = "accuracy_and_fit"
+    """How a switch is detected when the stream does not say (hidden boundaries). Under
+    ``accuracy`` (ProtoNet's learner's rule): the current head gets fewer than halfway
+    between chance and all of a labelled batch right. Under ``accuracy_and_fit``: that, unless
+    the batch fits the current task's prototypes no worse than ``route_quantile`` of the
+    in-task batches, in which case it is a hard batch of the same task and stays in it (a
+    new record would restart the task from one shot). Such a keep is never made twice in a
+    row (two low batches are a relabelled task), and stops once the batch after a keep
+    refutes it (the labels did change). Chosen on validation streams, a tie on OCA broken by
+    20-way ``adapt``: ``benchmarks/results/block_validation/switch_rule/``."""
     projection_decay: float = 0.01
     """Share of ``P - I`` removed after every meta-update, which keeps the meta-learned
     feature map ``P`` near the identity, the pre-trained encoder's own geometry (decoupled
@@ -209,6 +221,10 @@ class LifelongConfig:
             )
         if self.route_rule not in ROUTE_RULES:
             raise ValueError(f"unknown route_rule {self.route_rule!r}; choose from {ROUTE_RULES}")
+        if self.switch_rule not in SWITCH_RULES:
+            raise ValueError(
+                f"unknown switch_rule {self.switch_rule!r}; choose from {SWITCH_RULES}"
+            )
         slow = (self.slow_momentum, self.slow_share, self.slow_budget_share)
         if not (0 <= slow[0] < 1 and 0 <= slow[1] <= 1 and 0 <= slow[2] <= 1):
             raise ValueError(
@@ -232,6 +248,7 @@ SWITCHING_FIELDS = (
     "recur_accuracy",
     "route_quantile",
     "route_rule",
+    "switch_rule",
     "projection_decay",
     "fast_block",
     "block_lr",

@@ -73,12 +73,15 @@ _ADAPT_SEED = 0
 """Seed of the replay draws inside ``adapt``."""
 _ROUTING_HISTORY = 50
 """Recent routing occasions that decide whether routing pays."""
+_KEEP_RIGHT_SHARE = 0.9
+"""Share of recent keeps the batch after them must have confirmed for keeping to go on."""
 _OFFSET = "offset."
 """Prefix of a block offset's name among a record's tensors."""
 _SETTINGS_ADDED_LATER = {
     "projection_decay": 0.0,
     "fast_block": False,
     "route_rule": "below_threshold",
+    "switch_rule": "accuracy",
 }
 """Settings newer than some saved learners, each with the value those learned with."""
 
@@ -162,6 +165,11 @@ class SwitchingLearner:
         self.task: _Task | None = None
         self.head: fw.FastWeights | None = None
         self._fit_history: deque[float] = deque(maxlen=_FIT_HISTORY)
+        # Whether the last labelled batch was a low-accuracy one kept in its task because it
+        # fitted the task's prototypes (``switch_rule="accuracy_and_fit"``), and whether
+        # the batches after such keeps were right under the kept task (1) or not (0).
+        self._kept_low_batch = False
+        self._keep_outcomes: deque[float] = deque(maxlen=_ROUTING_HISTORY)
         self._last: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._pending_route: tuple[torch.Tensor, torch.Tensor] | None = None
         self._route_outcomes: deque[tuple[float, float]] = deque(maxlen=_ROUTING_HISTORY)
@@ -169,6 +177,7 @@ class SwitchingLearner:
             "routed": 0,
             "recognised": 0,
             "new_tasks": 0,
+            "kept_low_batches": 0,
             "meta_updates": 0,
             "replayed_episodes": 0,
         }
@@ -226,7 +235,7 @@ class SwitchingLearner:
         """Learn the labelled batch: detect a switch, meta-update, then adapt the fast weights."""
         f, u = self._features(x)
         self._score_route(y)
-        if self.task is None or self._switched(u, y, new_segment):
+        if self.task is None or self._switched(f, u, y, new_segment):
             if self.task is not None:
                 self._learn_block_start(self.task)
             self.task = self._next_task(f, u, y)
@@ -311,6 +320,8 @@ class SwitchingLearner:
         """
         tensors: dict[str, Any] = {
             "fit_history": torch.tensor(list(self._fit_history), dtype=torch.float64),
+            "kept_low_batch": torch.tensor(self._kept_low_batch),
+            "keep_outcomes": torch.tensor(list(self._keep_outcomes), dtype=torch.float64),
             "route_outcomes": torch.tensor(list(self._route_outcomes), dtype=torch.float64),
         }
         if self.meta is not None:
@@ -347,12 +358,14 @@ class SwitchingLearner:
         config = LifelongConfig(**{**_SETTINGS_ADDED_LATER, **info["config"]})
         learner = cls(encoder, info["ways"], info["memory_size"], config)
         state = torch.load(folder / "state.pt", weights_only=True)
-        learner.decisions = dict(info["decisions"])
+        learner.decisions.update(info["decisions"])
         learner.retrieval_trace = {
             "observed": list(info["retrieval_trace"]["observed"]),
             "retrieved": [tuple(r) for r in info["retrieval_trace"]["retrieved"]],
         }
         learner._fit_history.extend(state["fit_history"].tolist())
+        learner._kept_low_batch = bool(state.get("kept_low_batch", False))
+        learner._keep_outcomes.extend(state.get("keep_outcomes", torch.zeros(0)).tolist())
         learner._route_outcomes.extend(tuple(r) for r in state["route_outcomes"].tolist())
         if "meta" in state:
             learner._set_up(int(state["meta"]["beta"].shape[0]))
@@ -457,12 +470,52 @@ class SwitchingLearner:
             z = fw.transform(self._fast_features(u, offsets), self.meta)
             return fw.head_logits(z, head, self.meta)
 
-    def _switched(self, u: torch.Tensor, y: torch.Tensor, new_segment: bool | None) -> bool:
+    def _switched(
+        self, f: torch.Tensor, u: torch.Tensor, y: torch.Tensor, new_segment: bool | None
+    ) -> bool:
+        """Whether a labelled batch starts a new segment (``switch_rule``), unless told.
+
+        Under ``accuracy_and_fit`` a low-accuracy batch that fits the current task is kept in
+        it, once in a row, while keeping has paid: the batch after a keep scores it (labelled
+        well by the kept task, or not), as routing is scored.
+        """
         if new_segment is not None:
             return new_segment
-        assert self.head is not None
+        assert self.head is not None and self.task is not None
         right = self._logits(u, self.head, self.offsets).argmax(1) == y
-        return float(right.double().mean()) < self.switch_accuracy
+        accurate = float(right.double().mean()) >= self.switch_accuracy
+        kept_last, self._kept_low_batch = self._kept_low_batch, False
+        if kept_last:
+            self._keep_outcomes.append(float(accurate))
+        if accurate:
+            return False
+        if self.config.switch_rule == "accuracy" or kept_last or not self._keeping_pays():
+            return True
+        threshold = self._fit_threshold(self.config.route_quantile)
+        if threshold is None or _fit(f, self.task.sums, self.task.counts) > threshold:
+            return True
+        # Same characters, badly labelled: a hard batch, not a new task.
+        self._kept_low_batch = True
+        self.decisions["kept_low_batches"] += 1
+        return False
+
+    def _keeping_pays(self) -> bool:
+        """Whether nearly all recent keeps were followed by a batch the kept task labelled well.
+
+        A keep presumes the task's labels still hold, so a refuted keep (labels that change
+        with the characters, as where every segment relabels) stops keeping unless at
+        least nine confirmed ones stand beside it; once stopped, nothing new is scored and
+        it stays stopped. None scored yet: keep.
+        """
+        if not self._keep_outcomes:
+            return True
+        return bool(np.mean(self._keep_outcomes) >= _KEEP_RIGHT_SHARE)
+
+    def _fit_threshold(self, quantile: float) -> float | None:
+        """A quantile of the recent in-task fits; ``None`` until enough are known."""
+        if len(self._fit_history) < _MIN_FIT_HISTORY:
+            return None
+        return float(np.quantile(np.asarray(self._fit_history), quantile))
 
     def _next_task(self, f: torch.Tensor, u: torch.Tensor, y: torch.Tensor) -> _Task:
         """The task a labelled batch after a switch belongs to: a stored one, or a new one."""
@@ -510,10 +563,10 @@ class SwitchingLearner:
         """
         if not (self.config.routing and self.config.retrieval):
             return None
-        if len(self._fit_history) < _MIN_FIT_HISTORY:
+        threshold = self._fit_threshold(self.config.route_quantile)
+        if threshold is None:
             return None
         assert self.task is not None
-        threshold = float(np.quantile(np.asarray(self._fit_history), self.config.route_quantile))
         current = _fit(f, self.task.sums, self.task.counts)
         if current <= threshold:
             return None
