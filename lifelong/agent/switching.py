@@ -27,12 +27,14 @@ prototypes worse than nearly all batches that turned out to belong to it, the ta
 searched with the batch's mean feature and the best-fitting retrieved record, if it fits the
 batch better than the current task, predicts instead (a task recognised before any of its
 labels arrive), as long as such routed predictions have beaten staying on the occasions
-scored so far. On the labels (``observe``): a switch is detected as ProtoNet's learner does
-(the current head gets fewer than halfway between chance and all of the batch right) or
-given; at a switch the memory is searched and a retrieved record that labels the batch well
-enough is the task coming back, its prototypes, stored samples and block offsets the new
-start; otherwise a new record starts from the meta-learned initialisation. Within a task,
-each labelled batch is first the query of a meta-update, then support.
+scored so far. On the labels (``observe``): a switch is given, or detected as ProtoNet's
+learner does (the current head gets fewer than halfway between chance and all of the batch
+right), unless the batch fits the current task's prototypes as in-task batches do: then it
+is a hard batch of the same task (``switch_rule``). At a switch the memory is searched and
+a retrieved record that labels the batch well enough is the task coming back, its
+prototypes, stored samples and block offsets the new start; otherwise a new record starts
+from the meta-learned initialisation. Within a task, each labelled batch is first the query
+of a meta-update, then support.
 
 References:
     Caccia et al., "Online Fast Adaptation and Knowledge Accumulation (OSAKA)", NeurIPS 2020.
@@ -476,8 +478,8 @@ class SwitchingLearner:
         """Whether a labelled batch starts a new segment (``switch_rule``), unless told.
 
         Under ``accuracy_and_fit`` a low-accuracy batch that fits the current task is kept in
-        it, once in a row, while keeping has paid: the batch after a keep scores it (labelled
-        well by the kept task, or not), as routing is scored.
+        it, never twice in a row, while keeping has paid: the batch after a keep scores it
+        (labelled well by the kept task, or not), as routing is scored.
         """
         if new_segment is not None:
             return new_segment
