@@ -75,6 +75,8 @@ _ADAPT_SEED = 0
 """Seed of the replay draws inside ``adapt``."""
 _ROUTING_HISTORY = 50
 """Recent routing occasions that decide whether routing pays."""
+_KEEP_HISTORY = 50
+"""Recent keeps of a hard batch that decide whether keeping pays."""
 _KEEP_RIGHT_SHARE = 0.9
 """Share of recent keeps the batch after them must have confirmed for keeping to go on."""
 _OFFSET = "offset."
@@ -171,7 +173,7 @@ class SwitchingLearner:
         # fitted the task's prototypes (``switch_rule="accuracy_and_fit"``), and whether
         # the batches after such keeps were right under the kept task (1) or not (0).
         self._kept_low_batch = False
-        self._keep_outcomes: deque[float] = deque(maxlen=_ROUTING_HISTORY)
+        self._keep_outcomes: deque[float] = deque(maxlen=_KEEP_HISTORY)
         self._last: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
         self._pending_route: tuple[torch.Tensor, torch.Tensor] | None = None
         self._route_outcomes: deque[tuple[float, float]] = deque(maxlen=_ROUTING_HISTORY)
@@ -493,7 +495,7 @@ class SwitchingLearner:
             return False
         if self.config.switch_rule == "accuracy" or kept_last or not self._keeping_pays():
             return True
-        threshold = self._fit_threshold(self.config.route_quantile)
+        threshold = self._fit_threshold()
         if threshold is None or _fit(f, self.task.sums, self.task.counts) > threshold:
             return True
         # Same characters, badly labelled: a hard batch, not a new task.
@@ -513,11 +515,15 @@ class SwitchingLearner:
             return True
         return bool(np.mean(self._keep_outcomes) >= _KEEP_RIGHT_SHARE)
 
-    def _fit_threshold(self, quantile: float) -> float | None:
-        """A quantile of the recent in-task fits; ``None`` until enough are known."""
+    def _fit_threshold(self) -> float | None:
+        """``route_quantile`` of the recent in-task fits; ``None`` until enough are known.
+
+        The bar above which a batch no longer fits the current task, for routing and for
+        keeping a hard batch alike.
+        """
         if len(self._fit_history) < _MIN_FIT_HISTORY:
             return None
-        return float(np.quantile(np.asarray(self._fit_history), quantile))
+        return float(np.quantile(np.asarray(self._fit_history), self.config.route_quantile))
 
     def _next_task(self, f: torch.Tensor, u: torch.Tensor, y: torch.Tensor) -> _Task:
         """The task a labelled batch after a switch belongs to: a stored one, or a new one."""
@@ -565,7 +571,7 @@ class SwitchingLearner:
         """
         if not (self.config.routing and self.config.retrieval):
             return None
-        threshold = self._fit_threshold(self.config.route_quantile)
+        threshold = self._fit_threshold()
         if threshold is None:
             return None
         assert self.task is not None
