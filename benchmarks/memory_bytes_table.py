@@ -59,11 +59,14 @@ def side_by_side(stream: str, by_bytes: Mapping[str, Any], by_samples: Mapping[s
 def codec_costs(merged: Sequence[Mapping[str, Any]]) -> str:
     """Per coded agent: its codec's seconds against its wall time, retrainings and error.
 
-    The error is the largest relative reconstruction error an experience was stored with.
+    The error is the largest relative reconstruction error an experience was stored with;
+    "fell back" counts the runs whose memory moved to its fallback codec, and at which
+    experience (1-based).
     """
     lines = [
-        "| stream | budget | agent | codec s | wall s | share % | retrains | largest error % |",
-        "|---|---|---|---|---|---|---|---|",
+        "| stream | budget | agent | codec s | wall s | share % | largest share % | retrains "
+        "| fell back | largest error % |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for results in merged:
         train = results["config"]["train"]
@@ -75,13 +78,23 @@ def codec_costs(merged: Sequence[Mapping[str, Any]]) -> str:
             runs = [r for r in results["runs"] if r["agent"] == agent]
             codec = statistics.fmean(r["codec"]["codec_time_s"] for r in runs)
             wall = statistics.fmean(r["wall_time_s"] for r in runs)
+            largest = max(r["codec"]["codec_time_s"] / r["wall_time_s"] for r in runs)
             retrains = statistics.fmean(r["codec"]["retrains"] for r in runs)
             error = max(max(r["codec"]["reconstruction_errors"]) for r in runs)
             lines.append(
                 f"| {results['stream']} | {budget} | {agent} | {codec:.3f} | {wall:.2f} | "
-                f"{100 * codec / wall:.1f} | {retrains:.1f} | {100 * error:.2f} |"
+                f"{100 * codec / wall:.1f} | {100 * largest:.1f} | {retrains:.1f} | "
+                f"{_fallbacks(runs)} | {100 * error:.2f} |"
             )
     return "\n".join(lines)
+
+
+def _fallbacks(runs: Sequence[Mapping[str, Any]]) -> str:
+    """``"k/n at experience e"``: how many runs moved to their fallback codec, and when."""
+    moved = [r["codec"]["fallback_batch"] + 1 for r in runs
+             if r["codec"].get("fallback_batch") is not None]
+    count = f"{len(moved)}/{len(runs)}"
+    return count + (f" at {', '.join(map(str, sorted(set(moved))))}" if moved else "")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

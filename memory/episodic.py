@@ -2,9 +2,9 @@
 
 Optionally each sample carries a feature vector, indexed with FAISS so that ``nearest`` finds
 the stored samples closest to a query in feature space. Optionally the samples themselves are
-kept as FAISS codes (``codec="SQ4"``, see ``memory.codec``): fewer bytes each, decoded when
-drawn, searchable by ``nearest_samples`` without decoding; and the memory can be bounded in
-bytes (``byte_budget``) rather than in samples.
+kept as FAISS codes (``codec="SQ4"``, ``"PQ/4x4"``, see ``memory.codec``): fewer bytes each,
+decoded when drawn, searchable by ``nearest_samples`` without decoding; and the memory can be
+bounded in bytes (``byte_budget``) rather than in samples.
 """
 
 from __future__ import annotations
@@ -142,6 +142,12 @@ class EpisodicMemory:
             The codec trains on the first batch; a later batch that reconstructs much worse
             than the training data did retrains it on the decoded stored samples plus that
             batch, and the stored samples are re-encoded (``SampleCodec.needs_retraining``).
+        fallback_codec: A second factory string (``"SQ4"``, say) for a ``codec`` that is costly
+            to retrain, such as a product quantiser: the first time the codec needs retraining,
+            the memory moves to this codec instead (trained the same way, the stored samples
+            re-encoded in it, a byte budget's capacity recomputed for it) if the stored samples
+            fit that capacity; otherwise, and at every later need, the codec retrains.
+            ``None`` always retrains.
         byte_budget: Bound the memory in bytes instead of samples: the capacity becomes as
             many samples as fit, after the codec's own bytes, at ``code_size`` (or the first
             batch's bytes per sample) plus ``extra_bytes_per_sample``. It is fixed when the
@@ -166,9 +172,15 @@ class EpisodicMemory:
         index_config: IndexConfig | None = None,
         seed: int = 0,
         codec: str | None = None,
+        fallback_codec: str | None = None,
         byte_budget: int | None = None,
         extra_bytes_per_sample: int = 0,
     ) -> None:
+        if fallback_codec is not None and codec is None:
+            raise ValueError(
+                f"fallback_codec {fallback_codec!r} needs a codec to fall back from; "
+                "give codec too, or drop fallback_codec"
+            )
         if (capacity is None) == (byte_budget is None):
             raise ValueError(
                 f"give exactly one of capacity (samples) and byte_budget (bytes); got "
@@ -192,6 +204,11 @@ class EpisodicMemory:
         self._sample_shape: tuple[int, ...] | None = None
         self._reconstruction_errors: list[float] = []
         self._retrains = 0
+        self._fallback_spec = fallback_codec
+        # Which offered batch moved the memory to its fallback codec, and the seconds the
+        # codec it replaced had spent (throughput figures count both codecs).
+        self._fallback_batch: int | None = None
+        self._retired_codec_seconds = 0.0
         self._policy_name = policy
         self._policy = get_policy(policy)
         if isinstance(seed, bool) or not isinstance(seed, int):
@@ -264,6 +281,17 @@ class EpisodicMemory:
     def retrains(self) -> int:
         """Times the codec was retrained after its first training."""
         return self._retrains
+
+    @property
+    def fallback_batch(self) -> int | None:
+        """Which offered batch (0-based) moved the memory to its fallback codec, if one did."""
+        return getattr(self, "_fallback_batch", None)
+
+    @property
+    def codec_seconds(self) -> float:
+        """Seconds spent training, encoding and decoding, in every codec this memory used."""
+        current = self._codec.seconds if self._codec is not None else 0.0
+        return getattr(self, "_retired_codec_seconds", 0.0) + current
 
     def nbytes_by_kind(self) -> dict[str, int]:
         """Bytes of what is stored, by kind, as a memory budget counts them.
@@ -359,7 +387,7 @@ class EpisodicMemory:
         feature_matrix = self._check_features(features, batch)
         if batch == 0:
             return torch.empty(0, dtype=torch.int64)
-        rows = self._prepare_codec(x_tensor) if self._codec_spec is not None else None
+        codes = self._prepare_codec(x_tensor) if self._codec_spec is not None else None
         self._resolve_capacity(x_tensor)
         uniforms = torch.rand((batch, 2), generator=self._generator, dtype=torch.float64)
         slots = self._policy(
@@ -377,7 +405,7 @@ class EpisodicMemory:
         )
         winners, target = self._resolve_slots(np.asarray(slots), batch)
         new_size = max(self._size, int(target.max()) + 1 if target.size else 0)
-        stored = x_tensor if rows is None else self._encode(rows)
+        stored = x_tensor if codes is None else codes
         self._ensure_rows(new_size, stored)
         assert self._x is not None  # allocated by _ensure_rows
         index = torch.from_numpy(target)
@@ -590,6 +618,8 @@ class EpisodicMemory:
                 "trained_error": self._codec.trained_error,
                 "retrains": self._retrains,
                 "reconstruction_errors": self._reconstruction_errors,
+                "fallback_batch": self.fallback_batch,
+                "retired_seconds": getattr(self, "_retired_codec_seconds", 0.0),
             }
         index_info = None
         if self._features is not None:
@@ -600,6 +630,7 @@ class EpisodicMemory:
             "byte_budget": self._byte_budget,
             "extra_bytes_per_sample": self._extra_bytes,
             "codec_spec": self._codec_spec,
+            "fallback_codec": getattr(self, "_fallback_spec", None),
             "codec": codec_info,
             "policy": self._policy_name,
             "seed": self._seed,
@@ -641,6 +672,7 @@ class EpisodicMemory:
                 capacity if byte_budget is None else None,
                 info_field(manifest, "policy", str),
                 codec=codec_spec,
+                fallback_codec=manifest.info.get("fallback_codec"),
                 byte_budget=byte_budget,
                 extra_bytes_per_sample=manifest.info.get("extra_bytes_per_sample", 0),
                 feature_dim=feature_dim,
@@ -680,6 +712,8 @@ class EpisodicMemory:
             memory._reconstruction_errors = [
                 float(e) for e in codec_info.get("reconstruction_errors", [])
             ]
+            memory._fallback_batch = codec_info.get("fallback_batch")
+            memory._retired_codec_seconds = float(codec_info.get("retired_seconds", 0.0))
         if feature_dim is not None:
             index_info = info_field(manifest, "features", dict)
             try:
@@ -843,11 +877,12 @@ class EpisodicMemory:
 
     # --- codes and byte budgets ---------------------------------------------------------
 
-    def _prepare_codec(self, x: torch.Tensor) -> np.ndarray:
-        """Train the codec on the first batch, or retrain it if this batch needs it.
+    def _prepare_codec(self, x: torch.Tensor) -> torch.Tensor:
+        """The batch as codes; trains, retrains or replaces the codec first where it must.
 
-        Returns:
-            The batch as float32 rows, ready to encode.
+        The first batch trains the codec. A later batch that reconstructs too badly
+        (``SampleCodec.needs_retraining``) moves the memory to its fallback codec, or
+        retrains the codec (see the class's ``fallback_codec``).
         """
         rows = np.ascontiguousarray(x.reshape(len(x), -1).float().numpy())
         if self._codec is None:
@@ -856,12 +891,19 @@ class EpisodicMemory:
             self._reconstruction_errors.append(codec.train(rows))
             self._codec = codec
             self._sample_shape = tuple(x.shape[1:])
-            return rows
-        error = self._codec.relative_error(rows)
+            return self._encode(rows)
+        # The error check's codes are the batch's codes unless the codec changes.
+        codes, error = self._codec.encode_measured(rows)
         if self._codec.needs_retraining(error):
-            error = self._retrain(rows)
+            moved = self._fall_back(rows)
+            error = self._retrain(rows) if moved is None else moved
+            codes = self._codec.encode(rows)
         self._reconstruction_errors.append(error)
-        return rows
+        return torch.from_numpy(codes)
+
+    def _stored_rows(self) -> np.ndarray:
+        """The stored samples, decoded, as float32 rows."""
+        return self._take(torch.arange(self._size)).x.reshape(self._size, -1).numpy()
 
     def _retrain(self, rows: np.ndarray) -> float:
         """Retrain on the decoded stored samples plus ``rows``; re-encode the stored ones.
@@ -870,12 +912,45 @@ class EpisodicMemory:
             The relative error of ``rows`` under the retrained codec.
         """
         assert self._codec is not None
-        stored = self._take(torch.arange(self._size)).x.reshape(self._size, -1).numpy()
+        stored = self._stored_rows()
         error = self._codec.train(np.concatenate([stored, rows]), reference=rows)
         if self._size:
             assert self._x is not None
             self._x[: self._size] = torch.from_numpy(self._codec.encode(stored))
         self._retrains += 1
+        return error
+
+    def _fall_back(self, rows: np.ndarray) -> float | None:
+        """Move to the fallback codec, trained as a retraining would be, if what is stored fits.
+
+        The stored samples are re-encoded in it and a byte budget's capacity is recomputed.
+        The fallback is offered once: whether or not it is taken, later needs retrain.
+
+        Returns:
+            The relative error of ``rows`` under the fallback, or ``None`` when the memory
+            has no fallback or its stored samples exceed the fallback's capacity.
+        """
+        spec = getattr(self, "_fallback_spec", None)
+        if spec is None:
+            return None
+        self._fallback_spec = None
+        assert self._codec is not None
+        stored = self._stored_rows()
+        fallback = SampleCodec(spec, rows.shape[1])
+        error = fallback.train(np.concatenate([stored, rows]), reference=rows)
+        capacity = (
+            self.capacity if self._byte_budget is None
+            else self._byte_capacity(fallback.code_size, fallback.codebook_bytes)
+        )
+        if capacity < self._size:
+            self._retired_codec_seconds += fallback.seconds
+            return None
+        self._retired_codec_seconds += self._codec.seconds
+        self._codec, self._codec_spec, self._capacity = fallback, spec, capacity
+        self._x = torch.from_numpy(fallback.encode(stored))
+        self._y = self._y[: self._size].clone()
+        self._task = self._task[: self._size].clone()
+        self._fallback_batch = len(self._reconstruction_errors)
         return error
 
     def _encode(self, rows: np.ndarray) -> torch.Tensor:
@@ -893,14 +968,19 @@ class EpisodicMemory:
             per_sample, fixed = self._codec.code_size, self._codec.codebook_bytes
         else:
             per_sample, fixed = int(x[0].numel() * x.element_size()), 0
+        capacity = self._byte_capacity(per_sample, fixed)
         per_sample += self._extra_bytes
-        capacity = (self._byte_budget - fixed) // per_sample
         if capacity < 1:
             raise ByteBudgetError(
                 f"byte_budget {self._byte_budget} holds no sample: each costs {per_sample} "
                 f"bytes and the codec {fixed}; raise it to at least {fixed + per_sample}"
             )
         self._capacity = capacity
+
+    def _byte_capacity(self, bytes_per_code: int, codebook_bytes: int) -> int:
+        """Samples a byte budget holds at ``bytes_per_code`` each, after the codebook."""
+        assert self._byte_budget is not None
+        return (self._byte_budget - codebook_bytes) // (bytes_per_code + self._extra_bytes)
 
 
 def _grow(tensor: torch.Tensor, rows: int) -> torch.Tensor:

@@ -19,8 +19,12 @@ SAMPLE = 8 * 8 * 4
 LOGITS = 4 * 4
 # The MLP 64-100-100-4 every agent trains, in float32.
 PARAMETERS = (64 * 100 + 100 + 100 * 100 + 100 + 100 * 4 + 4) * 4
-# An SQ4 code of 64 values, and FAISS's serialised scalar quantiser: a minimum and a range
-# per value (float32) after its 81-byte header.
+# The default codec, a product quantiser over sub-vectors of 4 values (PQ16x4 for 64): a
+# 4-bit code per sub-vector, and FAISS's serialised quantiser: 16 centroids of 4 float32
+# values per sub-vector after its 86-byte header.
+PQ_CODE, PQ_CODEBOOK = 16 * 4 // 8, 86 + 16 * 16 * 4 * 4
+# Its fallback, SQ4: half a byte per value, and a minimum and a range per value (float32)
+# after an 81-byte header.
 SQ4_CODE, SQ4_CODEBOOK = 32, 81 + 2 * 64 * 4
 BUDGET = 30 * SAMPLE
 
@@ -67,14 +71,18 @@ def test_float_baselines_store_as_many_samples_as_fit(bytes_runs):
 
 def test_coded_agents_fit_more_samples_in_the_same_bytes(bytes_runs):
     coded = bytes_runs["replay-coded"]
-    capacity = (BUDGET - SQ4_CODEBOOK) // SQ4_CODE
+    assert coded["codec"]["spec"] == "PQ/4x4" and coded["codec"]["fallback_batch"] is None
+    capacity = (BUDGET - PQ_CODEBOOK) // PQ_CODE
     assert coded["codec"]["capacity"] == capacity
-    assert coded["memory_bytes_by_kind"]["index"] == SQ4_CODEBOOK
-    assert coded["memory_bytes_by_kind"]["samples"] == coded["stored_samples"] * SQ4_CODE
+    assert coded["memory_bytes_by_kind"]["index"] == PQ_CODEBOOK
+    assert coded["memory_bytes_by_kind"]["samples"] == coded["stored_samples"] * PQ_CODE
     assert coded["stored_samples"] > 5 * bytes_runs["replay"]["stored_samples"]
     lifelong = bytes_runs["lifelong"]
     kinds = lifelong["memory_bytes_by_kind"]
-    # Room is left for its task records and index and its learned learning rates.
+    # The second task's digits needed a new codebook, so the memory moved to SQ4, whose
+    # smaller codebook also leaves more room at this small budget. Room is left for the
+    # task records and their index and the learned learning rates.
+    assert lifelong["codec"]["spec"] == "SQ4" and lifelong["codec"]["fallback_batch"] == 1
     assert kinds["records"] > 0 and kinds["index"] > SQ4_CODEBOOK
     assert lifelong["codec"]["capacity"] < (BUDGET - SQ4_CODEBOOK) // (SQ4_CODE + LOGITS)
     assert kinds["sample_extras"] == lifelong["stored_samples"] * LOGITS
@@ -104,9 +112,9 @@ def test_the_check_refuses_an_agent_over_the_budget():
 
 def test_a_budget_too_small_for_the_codebook_stops_the_run_in_one_line(tmp_path):
     config = replace(
-        BYTES_RUN, agents=("replay-coded",), train=TrainConfig(memory_bytes=SQ4_CODE + 10),
+        BYTES_RUN, agents=("replay-coded",), train=TrainConfig(memory_bytes=PQ_CODE + 10),
         out=str(tmp_path),
     )
-    with pytest.raises(MemoryBudgetError, match="holds no sample: each costs 32 bytes and the "
-                       f"codec {SQ4_CODEBOOK}"):
+    with pytest.raises(MemoryBudgetError, match="holds no sample: each costs 8 bytes and the "
+                       f"codec {PQ_CODEBOOK}"):
         run(config, progress=False)

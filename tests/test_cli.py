@@ -182,6 +182,16 @@ def test_list_names_streams_and_agents(capsys):
             "FAISS refuses codec 'nope'",
         ),
         (
+            ["--agents", "lifelong", "--agent-option", "lifelong.bytes_codec_fallback=nope",
+             "--memory-bytes", "100000"],
+            "FAISS refuses codec 'nope'",
+        ),
+        (
+            ["--agents", "replay-coded", "--agent-option", "replay-coded.codec=PQ/99x4",
+             "--memory-bytes", "100000"],
+            "sub-vectors of 99 values; rows have 64",
+        ),
+        (
             ["--agents", "lifelong", "--memory-bytes", "2000"],
             "byte budget 2000 leaves no room for samples beside the .* bytes of 5 task records",
         ),

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from memory import ByteBudgetError, CodecError, EpisodicMemory, SampleCodec
+from memory.codec import resolve_spec
 
 DIM = 64
 
@@ -221,3 +222,97 @@ def test_a_retraining_sets_its_bar_on_the_new_data_not_on_decoded_rows():
     assert codec.trained_error == pytest.approx(codec.relative_error(new))
     # Data like the new batch do not retrain it again.
     assert not codec.needs_retraining(codec.relative_error(uniform_rows(500, 0.0, 2.0, seed=3)))
+
+
+# --- Sub-vector widths, one encoding per batch, and the fallback codec ------------------------
+
+
+@pytest.mark.parametrize(
+    ("dim", "spec"),
+    [(784, "PQ196x4"), (64, "PQ16x4"), (40, "PQ10x4"), (11025, "PQ2205x4"), (7, "PQ1x4")],
+)
+def test_a_sub_vector_width_resolves_to_the_largest_count_dividing_the_rows(dim, spec):
+    assert resolve_spec("PQ/4x4", dim) == spec
+    assert resolve_spec("SQ4", dim) == "SQ4"
+
+
+def test_a_sub_vector_wider_than_the_rows_is_one_line():
+    with pytest.raises(CodecError, match=r"sub-vectors of 9 values; rows have 3: give a width"):
+        SampleCodec("PQ/9x4", 3)
+
+
+def test_one_encoding_gives_the_codes_and_the_error():
+    codec = SampleCodec("PQ/4x4", DIM)
+    codec.train(uniform_rows(500))
+    rows = uniform_rows(100, seed=1)
+    codes, error = codec.encode_measured(rows)
+    np.testing.assert_array_equal(codes, codec.encode(rows))
+    assert error == codec.relative_error(rows)
+
+
+def fallback_memory(budget: int = 20_000) -> EpisodicMemory:
+    return EpisodicMemory(
+        byte_budget=budget, codec="PQ/4x4", fallback_codec="SQ4", policy="task_balanced"
+    )
+
+
+def test_a_product_codec_that_needs_retraining_moves_to_its_fallback():
+    memory = fallback_memory()
+    first, y = samples(200)
+    memory.add_batch(first, y, 0)
+    assert memory.codec is not None and memory.codec.code_size == 8
+    assert memory.capacity == (20_000 - memory.codec.codebook_bytes) // 8
+    first_decoded = memory.stored().x
+    memory.add_batch(samples(200, 0.0, 3.0, seed=1)[0], y, 1)
+    assert memory.codec.spec == "SQ4" and memory.fallback_batch == 1 and memory.retrains == 0
+    # The capacity is the fallback's, and the 400 samples fit it; the budget holds.
+    codebook = memory.codec.codebook_bytes
+    assert memory.capacity == (20_000 - codebook) // (DIM // 2) and len(memory) == 400
+    assert memory.nbytes_by_kind() == {"samples": 400 * DIM // 2, "index": codebook}
+    # The new batch is stored at SQ4's error on [0, 3]. The first keeps its slots and labels,
+    # its decoded values re-encoded within half an SQ4 step of [0, 3].
+    assert memory.reconstruction_errors[1] < 0.01
+    stored = memory.stored()
+    np.testing.assert_array_equal(stored.y[:200].numpy(), y.numpy())
+    assert float((stored.x[:200] - first_decoded).abs().max()) <= 3 / 15 / 2 + 1e-6
+
+
+def test_a_fallback_too_small_for_what_is_stored_leaves_the_codec_retraining():
+    memory = fallback_memory()
+    x, y = samples(1000)
+    memory.add_batch(x, y, 0)
+    memory.add_batch(samples(100, 0.0, 3.0, seed=1)[0], y[:100], 1)
+    # SQ4 holds (20,000 - 593) // 32 = 606 samples: fewer than the 1,000 stored.
+    assert memory.codec is not None and memory.codec.spec == "PQ/4x4"
+    assert memory.fallback_batch is None and memory.retrains == 1
+    # The fallback is offered once: a later need retrains again.
+    memory.add_batch(samples(100, 5.0, 9.0, seed=2)[0], y[:100], 2)
+    assert memory.codec.spec == "PQ/4x4" and memory.retrains == 2
+
+
+def test_a_fallback_needs_a_codec():
+    with pytest.raises(ValueError, match="fallback_codec 'SQ4' needs a codec to fall back"):
+        EpisodicMemory(10, fallback_codec="SQ4")
+
+
+def test_a_memory_saved_before_its_fallback_falls_back_the_same_after_loading(tmp_path):
+    memory = fallback_memory()
+    memory.add_batch(*samples(200), 0)
+    memory.save(tmp_path / "before")
+    loaded = EpisodicMemory.load(tmp_path / "before")
+    for each in (memory, loaded):
+        each.add_batch(samples(200, 0.0, 3.0, seed=1)[0], samples(200)[1], 1)
+    assert loaded.fallback_batch == memory.fallback_batch == 1
+    assert loaded.capacity == memory.capacity
+    torch.testing.assert_close(loaded.stored().x, memory.stored().x)
+    # After the move, save and load keep the fallback codec and its capacity.
+    memory.save(tmp_path / "after")
+    after = EpisodicMemory.load(tmp_path / "after")
+    assert after.codec is not None and after.codec.spec == "SQ4" and after.fallback_batch == 1
+    assert after.capacity == memory.capacity
+    assert after.nbytes_by_kind() == memory.nbytes_by_kind()
+    torch.testing.assert_close(after.sample(5).x, memory.sample(5).x)
+    # A checkpoint pickles the memory: the move survives that too.
+    pickled = pickle.loads(pickle.dumps(memory))
+    assert pickled.codec is not None and pickled.codec.spec == "SQ4"
+    assert pickled.codec_seconds == pytest.approx(memory.codec_seconds)

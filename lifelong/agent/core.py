@@ -232,11 +232,15 @@ class LifelongAgent:
         policy = self.config.memory_policy
         if memory_bytes is None:
             return EpisodicMemory(memory_size, policy, seed=seed)
-        codec = None if self.config.bytes_codec == "none" else self.config.bytes_codec
+        codec, fallback = (
+            None if spec == "none" else spec
+            for spec in (self.config.bytes_codec, self.config.bytes_codec_fallback)
+        )
+        fallback = fallback if codec is not None else None
         extra = self._logit_bytes if self.config.distill_weight > 0 else 0
         return EpisodicMemory(
-            policy=policy, seed=seed, codec=codec, byte_budget=memory_bytes,
-            extra_bytes_per_sample=extra,
+            policy=policy, seed=seed, codec=codec, fallback_codec=fallback,
+            byte_budget=memory_bytes, extra_bytes_per_sample=extra,
         )
 
     # --- steps -------------------------------------------------------------------------
@@ -338,8 +342,15 @@ class LifelongAgent:
         kept = slots >= 0
         if not kept.any():
             return
-        if self._stored_logits is None:
-            self._stored_logits = torch.zeros(self.episodic.capacity, self.n_classes)
+        capacity = self.episodic.capacity
+        if self._stored_logits is None or len(self._stored_logits) != capacity:
+            # A memory that moved to its fallback codec has another capacity; its samples
+            # keep their slots.
+            resized = torch.zeros(capacity, self.n_classes)
+            if self._stored_logits is not None:
+                kept_rows = min(capacity, len(self._stored_logits))
+                resized[:kept_rows] = self._stored_logits[:kept_rows]
+            self._stored_logits = resized
         device = next(self.model.parameters()).device
         with torch.no_grad():
             logits = self.model(x[kept.to(x.device)].to(device)).cpu()

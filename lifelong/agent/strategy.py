@@ -146,7 +146,11 @@ def build_lifelong(context: AgentContext, config: LifelongConfig | None = None) 
             what = "float32 input" + (" and its logits" if logits else "")
             samples_within("lifelong", budget, sample_bytes(context.stream) + logits, what=what)
         else:
-            coded_memory("lifelong", context, settings.bytes_codec, extra_per_sample=logits)
+            fallback = settings.bytes_codec_fallback
+            coded_memory(
+                "lifelong", context, settings.bytes_codec, extra_per_sample=logits,
+                fallback=None if fallback == "none" else fallback,
+            )
     with budget_errors_as_memory_budget():
         agent = _agent(context, config)
     return LifelongStrategy(

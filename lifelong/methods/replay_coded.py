@@ -36,10 +36,13 @@ class ReplayCodedHParams:
         Forgetting", ECCV 2020 (a replay memory of quantised codes).
     """
 
-    codec: str = "SQ4"
-    """FAISS factory string the samples are kept in: ``SQ4`` (4 bits per value), the codec
-    ``lifelong`` uses, so the two differ only in the agent; ``SQ8``, ``PQ{M}x{nbits}``, ...
-    work too."""
+    codec: str = "PQ/4x4"
+    """FAISS factory string the samples are kept in (``memory.codec``): by default the codec
+    ``lifelong`` uses, a product quantiser over sub-vectors of 4 values, so the two differ
+    only in the agent; ``SQ8``, ``SQ4``, ``PQ{M}x{nbits}``, ... work too."""
+    codec_fallback: str = "SQ4"
+    """The codec the memory moves to the first time ``codec`` needs retraining, if what it
+    stores fits (as ``lifelong``'s ``bytes_codec_fallback``), or ``"none"`` to retrain."""
     memory_batch_size: int = 10
     """Replayed samples per step, as ``replay`` (Chaudhry et al. 2019: equal to the stream
     batch of 10)."""
@@ -122,7 +125,8 @@ def codec_report(memory: EpisodicMemory) -> dict[str, Any]:
         "capacity": memory.capacity if len(memory) else None,
         "retrains": memory.retrains,
         "reconstruction_errors": memory.reconstruction_errors,
-        "codec_time_s": memory.codec.seconds if memory.codec else 0.0,
+        "codec_time_s": memory.codec_seconds,
+        "fallback_batch": memory.fallback_batch,
     }
 
 
@@ -132,6 +136,7 @@ def coded_memory(
     spec: str,
     extra_per_sample: int = 0,
     policy: str = "task_balanced",
+    fallback: str | None = None,
 ) -> EpisodicMemory:
     """An episodic memory of ``spec`` codes within the run's budget, samples or bytes.
 
@@ -141,6 +146,7 @@ def coded_memory(
         spec: The FAISS factory string.
         extra_per_sample: Bytes the agent keeps beside each sample, charged to a byte budget.
         policy: The memory's replacement policy.
+        fallback: The factory string of the memory's fallback codec, or ``None``.
 
     Raises:
         ConfigError: If FAISS refuses ``spec`` for the stream's inputs.
@@ -151,6 +157,8 @@ def coded_memory(
         dim *= size
     try:
         codec = SampleCodec(spec, dim)
+        if fallback is not None:
+            SampleCodec(fallback, dim)
     except CodecError as error:
         raise ConfigError(f"agent {agent!r}: {error}") from error
     budget = context.train.memory_bytes
@@ -162,10 +170,14 @@ def coded_memory(
             f"--memory-bytes {budget} holds none; give at least {per_sample} and the codebook"
         )
     if budget is None:
-        return EpisodicMemory(context.train.memory_size, policy, codec=spec, seed=context.seed)
+        return EpisodicMemory(
+            context.train.memory_size, policy, codec=spec, fallback_codec=fallback,
+            seed=context.seed,
+        )
     return EpisodicMemory(
         policy=policy,
         codec=spec,
+        fallback_codec=fallback,
         byte_budget=budget,
         extra_bytes_per_sample=extra_per_sample,
         seed=context.seed,
@@ -174,7 +186,7 @@ def coded_memory(
 
 @register_agent(
     "replay-coded",
-    description="Experience replay over FAISS-coded samples (SQ4): more samples per byte.",
+    description="Experience replay over FAISS-coded samples (PQ): more samples per byte.",
     scenarios=ALL_SCENARIOS,
     uses_memory=True,
     options=ReplayCodedHParams,
@@ -187,6 +199,7 @@ def replay_coded(context: AgentContext) -> SupervisedTemplate:
             f"agent 'replay-coded' stores samples but memory_size is "
             f"{context.train.memory_size}; set memory_size to 1 or more"
         )
-    memory = coded_memory("replay-coded", context, hp.codec)
+    fallback = None if hp.codec_fallback == "none" else hp.codec_fallback
+    memory = coded_memory("replay-coded", context, hp.codec, fallback=fallback)
     plugin = CodedReplayPlugin(memory, hp.memory_batch_size)
     return SupervisedTemplate(**common_arguments(context, extra_plugins=[plugin]))
