@@ -285,8 +285,8 @@ def _build(spec: str, dim: int) -> Any:
     except RuntimeError as error:
         raise CodecError(
             f"FAISS refuses codec {spec!r} for {dim}-dimensional samples "
-            f"({_first_line(error)}); try 'SQ8', 'SQ4' or 'PQ{{M}}x{{nbits}}' with M dividing "
-            f"{dim}"
+            f"({_first_line(error)}); try 'SQ8', 'SQ4', 'PQ/4x4' or 'PQ{{M}}x{{nbits}}' with M "
+            f"dividing {dim}"
         ) from error
     try:
         index.sa_code_size()
