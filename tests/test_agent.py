@@ -71,6 +71,20 @@ def test_functional_forward_with_the_models_params_equals_the_model():
     torch.testing.assert_close(fn.forward(model, dict(model.named_parameters()), x), model(x))
 
 
+def test_the_mlp_fast_path_is_functional_call_bit_for_bit_values_and_gradients():
+    model, x, y = _model_and_batch()
+    other = _params(MLP(16, 4, hidden=(12, 12)))
+    results = []
+    for forward in (model.forward_with, lambda p, x: torch.func.functional_call(model, p, (x,))):
+        leaves = {k: v.clone().requires_grad_(True) for k, v in other.items()}
+        logits = forward(leaves, x.reshape(10, 1, 4, 4))
+        grads = torch.autograd.grad(cross_entropy(logits, y), list(leaves.values()))
+        results.append((logits, grads))
+    (fast, fast_grads), (reference, reference_grads) = results
+    assert torch.equal(fast, reference)
+    assert all(torch.equal(a, b) for a, b in zip(fast_grads, reference_grads, strict=True))
+
+
 def test_a_clone_gives_the_same_output():
     model, x, _ = _model_and_batch()
     clone = copy.deepcopy(model)

@@ -331,7 +331,10 @@ class LifelongAgent:
                              requires_grad=True)
             for name, p in self.model.named_parameters()
         }
-        return log_lrs, torch.optim.Adam(list(log_lrs.values()), lr=self.config.meta_lr)
+        # foreach: fused updates of the small tensors instead of CPU Adam's Python loop over
+        # them; the same arithmetic.
+        optimizer = torch.optim.Adam(list(log_lrs.values()), lr=self.config.meta_lr, foreach=True)
+        return log_lrs, optimizer
 
     def _store_logits(self, x: torch.Tensor, slots: torch.Tensor) -> None:
         """Keep the logits the trained model gives the samples just stored, by slot.

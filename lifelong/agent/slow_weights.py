@@ -25,6 +25,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from lifelong.models import MLP
+
 
 class SlowFastNetwork(nn.Module):
     """A network (the fast weights) and a slowly moving average of its parameters.
@@ -69,7 +71,10 @@ class SlowFastNetwork(nn.Module):
         fast_logits = self.fast(x)
         if self.training:
             return fast_logits
-        slow_logits = functional_call(self.fast, self.slow_parameters(), (x,))
+        if type(self.fast) is MLP:
+            slow_logits = self.fast.forward_with(self.slow_parameters(), x)
+        else:
+            slow_logits = functional_call(self.fast, self.slow_parameters(), (x,))
         mixture = self.slow_share * slow_logits.softmax(1)
         mixture = mixture + (1 - self.slow_share) * fast_logits.softmax(1)
         return mixture.clamp_min(torch.finfo(mixture.dtype).tiny).log()
