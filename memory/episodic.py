@@ -895,8 +895,9 @@ class EpisodicMemory:
         # The error check's codes are the batch's codes unless the codec changes.
         codes, error = self._codec.encode_measured(rows)
         if self._codec.needs_retraining(error):
-            moved = self._fall_back(rows)
-            error = self._retrain(rows) if moved is None else moved
+            stored = self._stored_rows()
+            moved = self._fall_back(rows, stored)
+            error = self._retrain(rows, stored) if moved is None else moved
             codes = self._codec.encode(rows)
         self._reconstruction_errors.append(error)
         return torch.from_numpy(codes)
@@ -905,14 +906,13 @@ class EpisodicMemory:
         """The stored samples, decoded, as float32 rows."""
         return self._take(torch.arange(self._size)).x.reshape(self._size, -1).numpy()
 
-    def _retrain(self, rows: np.ndarray) -> float:
-        """Retrain on the decoded stored samples plus ``rows``; re-encode the stored ones.
+    def _retrain(self, rows: np.ndarray, stored: np.ndarray) -> float:
+        """Retrain on the decoded ``stored`` samples plus ``rows``; re-encode the stored ones.
 
         Returns:
             The relative error of ``rows`` under the retrained codec.
         """
         assert self._codec is not None
-        stored = self._stored_rows()
         error = self._codec.train(np.concatenate([stored, rows]), reference=rows)
         if self._size:
             assert self._x is not None
@@ -920,7 +920,7 @@ class EpisodicMemory:
         self._retrains += 1
         return error
 
-    def _fall_back(self, rows: np.ndarray) -> float | None:
+    def _fall_back(self, rows: np.ndarray, stored: np.ndarray) -> float | None:
         """Move to the fallback codec, trained as a retraining would be, if what is stored fits.
 
         The stored samples are re-encoded in it and a byte budget's capacity is recomputed.
@@ -935,7 +935,6 @@ class EpisodicMemory:
             return None
         self._fallback_spec = None
         assert self._codec is not None
-        stored = self._stored_rows()
         fallback = SampleCodec(spec, rows.shape[1])
         error = fallback.train(np.concatenate([stored, rows]), reference=rows)
         capacity = (

@@ -199,6 +199,16 @@ class LifelongConfig:
     Set by hand, then checked on the validation streams of ``block_lr`` by mean OCA
     (``benchmarks/results/block_validation/reptile_step/``)."""
 
+    def byte_codecs(self) -> tuple[str | None, str | None]:
+        """``bytes_codec`` and ``bytes_codec_fallback`` as ``EpisodicMemory`` takes them.
+
+        ``"none"`` becomes ``None``, and there is no fallback without a codec.
+        """
+        if self.bytes_codec == "none":
+            return None, None
+        fallback = self.bytes_codec_fallback
+        return self.bytes_codec, None if fallback == "none" else fallback
+
     def changed(self, names: tuple[str, ...]) -> list[str]:
         """Which of the fields ``names`` differ from their defaults."""
         defaults = {f.name: f.default for f in fields(self)}

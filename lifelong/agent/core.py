@@ -232,11 +232,7 @@ class LifelongAgent:
         policy = self.config.memory_policy
         if memory_bytes is None:
             return EpisodicMemory(memory_size, policy, seed=seed)
-        codec, fallback = (
-            None if spec == "none" else spec
-            for spec in (self.config.bytes_codec, self.config.bytes_codec_fallback)
-        )
-        fallback = fallback if codec is not None else None
+        codec, fallback = self.config.byte_codecs()
         extra = self._logit_bytes if self.config.distill_weight > 0 else 0
         return EpisodicMemory(
             policy=policy, seed=seed, codec=codec, fallback_codec=fallback,

@@ -23,9 +23,8 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-from torch.func import functional_call
 
-from lifelong.models import MLP
+from lifelong.agent import functional as fn
 
 
 class SlowFastNetwork(nn.Module):
@@ -71,10 +70,7 @@ class SlowFastNetwork(nn.Module):
         fast_logits = self.fast(x)
         if self.training:
             return fast_logits
-        if type(self.fast) is MLP:
-            slow_logits = self.fast.forward_with(self.slow_parameters(), x)
-        else:
-            slow_logits = functional_call(self.fast, self.slow_parameters(), (x,))
+        slow_logits = fn.forward(self.fast, self.slow_parameters(), x)
         mixture = self.slow_share * slow_logits.softmax(1)
         mixture = mixture + (1 - self.slow_share) * fast_logits.softmax(1)
         return mixture.clamp_min(torch.finfo(mixture.dtype).tiny).log()

@@ -142,14 +142,13 @@ def build_lifelong(context: AgentContext, config: LifelongConfig | None = None) 
     if budget is not None:
         # Check the codec string and that one sample fits before anything runs.
         logits = context.stream.n_classes * FLOAT32_BYTES if settings.distill_weight > 0 else 0
-        if settings.bytes_codec == "none":
+        codec, fallback = settings.byte_codecs()
+        if codec is None:
             what = "float32 input" + (" and its logits" if logits else "")
             samples_within("lifelong", budget, sample_bytes(context.stream) + logits, what=what)
         else:
-            fallback = settings.bytes_codec_fallback
             coded_memory(
-                "lifelong", context, settings.bytes_codec, extra_per_sample=logits,
-                fallback=None if fallback == "none" else fallback,
+                "lifelong", context, codec, extra_per_sample=logits, fallback=fallback
             )
     with budget_errors_as_memory_budget():
         agent = _agent(context, config)
