@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from lifelong.agent import functional as fn
+from lifelong.agent.adam import LeanAdam
 from lifelong.agent.config import LifelongConfig
 from lifelong.agent.slow_weights import SlowFastNetwork
 from lifelong.agent.task_retrieval import TaskRetrieval, replay_weights
@@ -75,6 +76,9 @@ class LifelongAgent:
                 "set memory_size to 1 or more"
             )
         self.model = model
+        # Looked up once: every step updates these tensors in place, and walking the modules
+        # for them costs more than a small network's update.
+        self._params = dict(model.named_parameters())
         self.config = config if config is not None else LifelongConfig()
         self.network = self._new_network(memory_bytes)
         """What predicts: ``model`` itself, or the slow and fast weights' mixture."""
@@ -256,8 +260,11 @@ class LifelongAgent:
             if self.config.distill_weight > 0 and self._stored_logits is not None:
                 stored = self._stored_logits[drawn.slot].to(x.device)
                 targets = fn.LogitTargets(stored, self.config.distill_weight)
-        params = dict(self.model.named_parameters())
-        rates = {k: v.exp() for k, v in self._log_lrs.items()} if self._log_lrs else None
+        params = self._params
+        rates = None
+        if self._log_lrs:
+            rates = dict(zip(self._log_lrs, torch._foreach_exp(list(self._log_lrs.values())),
+                             strict=True))
         step = fn.meta_step(
             self.model,
             params,
@@ -280,9 +287,10 @@ class LifelongAgent:
     def _learn_rates(self, lr_grads: fn.Params, rates: fn.Params) -> None:
         """One Adam step on the log learning rates (the chain rule through ``exp``)."""
         assert self._lr_optimizer is not None
-        for name, log_lr in self._log_lrs.items():
-            log_lr.grad = lr_grads[name] * rates[name]
-        self._lr_optimizer.step()
+        names = list(self._log_lrs)
+        self._lr_optimizer.step(
+            torch._foreach_mul([lr_grads[k] for k in names], [rates[k] for k in names])
+        )
 
     def _retrieve(self, x: torch.Tensor) -> None:
         """Search the task memory with a task's first batch; weigh replay towards it."""
@@ -318,19 +326,15 @@ class LifelongAgent:
 
     def _new_learning_rates(
         self,
-    ) -> tuple[dict[str, torch.Tensor], torch.optim.Optimizer | None]:
+    ) -> tuple[dict[str, torch.Tensor], LeanAdam | None]:
         """Log look-ahead learning rates, one per output unit of every parameter, at ``lr``."""
         if not (self.config.meta and self.config.lookahead):
             return {}, None
         log_lrs = {
-            name: torch.full((p.shape[0],), math.log(self.lr), device=p.device,
-                             requires_grad=True)
+            name: torch.full((p.shape[0],), math.log(self.lr), device=p.device)
             for name, p in self.model.named_parameters()
         }
-        # foreach: fused updates of the small tensors instead of CPU Adam's Python loop over
-        # them; the same arithmetic.
-        optimizer = torch.optim.Adam(list(log_lrs.values()), lr=self.config.meta_lr, foreach=True)
-        return log_lrs, optimizer
+        return log_lrs, LeanAdam(list(log_lrs.values()), lr=self.config.meta_lr)
 
     def _store_logits(self, x: torch.Tensor, slots: torch.Tensor) -> None:
         """Keep the logits the trained model gives the samples just stored, by slot.
