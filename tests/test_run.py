@@ -1,5 +1,6 @@
 """End-to-end runs through the importable ``lifelong.run`` on real (offline) data."""
 
+import importlib
 import importlib.util
 import json
 import math
@@ -10,7 +11,7 @@ import pytest
 
 from lifelong import ConfigError, RunConfig, StreamConfig, TrainConfig, run
 from lifelong.agents import UnknownAgentError, UnsupportedScenarioError
-from lifelong.run import build_stream, resolve_agents
+from lifelong.run import _start_method, build_stream, resolve_agents
 from streams import StreamError
 
 TINY = RunConfig(
@@ -107,6 +108,16 @@ def test_a_process_pool_gives_the_same_results_as_one_process(tiny_results, tmp_
         progress=False,
     )
     assert [_measured(r) for r in pooled["runs"]] == [_measured(r) for r in results["runs"]]
+
+
+def test_pool_workers_fork_only_for_single_threaded_cpu_runs(monkeypatch):
+    cpu = replace(TINY, device="cpu")
+    assert _start_method(cpu) == "fork"
+    assert _start_method(replace(cpu, threads=2)) == "spawn"
+    # The module, not the `run` function the package exports under the same name.
+    run_module = importlib.import_module("lifelong.run")
+    monkeypatch.setattr(run_module, "get_all_start_methods", lambda: ["spawn"])
+    assert _start_method(cpu) == "spawn"
 
 
 @pytest.mark.slow
