@@ -140,9 +140,7 @@ def lookahead_lr_grads(
     With θ' = θ − α ⊙ g_in and g_in independent of α, ∂L_meta(θ')/∂α = −g_meta(θ') ⊙ g_in,
     summed over each unit's parameters (La-MAML's learning-rate update, exact for one step).
     """
-    names = list(g_in)
-    products = torch._foreach_mul([g_meta[k] for k in names], [g_in[k] for k in names])
-    return {k: -p.reshape(p.shape[0], -1).sum(1) for k, p in zip(names, products, strict=True)}
+    return {k: -(g_meta[k] * g_in[k]).reshape(g_in[k].shape[0], -1).sum(1) for k in g_in}
 
 
 def meta_step(
@@ -202,11 +200,8 @@ def meta_step(
         ahead = inner_step(params, g_in, lr)
     else:
         rates = unit_lrs(lookahead_lrs, params)
-        names = list(params)
         with torch.no_grad():
-            steps = torch._foreach_mul([rates[k] for k in names], [g_in[k] for k in names])
-            ahead = dict(zip(names, torch._foreach_sub([params[k] for k in names], steps),
-                             strict=True))
+            ahead = {k: params[k] - rates[k] * g_in[k] for k in params}
     meta_loss, g_meta, _ = loss_and_grads(model, ahead, *combined, targets=targets)
     start = ahead if commit_lookahead else params
     lr_grads = None if lookahead_lrs is None else lookahead_lr_grads(g_meta, g_in)
