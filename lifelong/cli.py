@@ -132,7 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("local", "process", "ray"),
         help="run jobs in this process, a process pool, or on Ray (default local)",
     )
-    add("--workers", type=int, help="parallel runs for --executor process")
+    add(
+        "--workers",
+        type=int,
+        help="parallel runs for --executor process (default: one per CPU core; CUDA runs: one)",
+    )
     add("--ray-address", help="Ray cluster address for --executor ray")
     add("--threads", type=int, help="torch CPU threads per run (default 1)")
     add(

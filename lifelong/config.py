@@ -96,7 +96,8 @@ class RunConfig:
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         out: Output folder; ``None`` gives ``runs/<stream>__<time>``.
         executor: ``local`` (this process), ``process`` (a process pool) or ``ray``.
-        workers: Parallel runs for the ``process`` executor; ``None`` uses the CPU count.
+        workers: Parallel runs for the ``process`` executor; ``None``: one per CPU core,
+            and for CUDA runs one, in this process (workers would share the device).
         ray_address: Address of a Ray cluster for the ``ray`` executor; ``None`` starts
             a local one.
         threads: Torch CPU threads per run. Fixed so that results do not depend on the

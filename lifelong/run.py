@@ -580,7 +580,11 @@ def _execute(jobs: list[Job], config: RunConfig, n_tasks: int, progress: bool) -
     if config.executor == "local":
         return _execute_local(jobs, n_tasks, progress)
     if config.executor == "process":
-        return _execute_process_pool(jobs, config.workers, _start_method(config), progress)
+        workers = min(config.workers or _default_workers(config), len(jobs))
+        if workers == 1 and config.workers is None:
+            # A pool of one would only add a process start to the same jobs.
+            return _execute_local(jobs, n_tasks, progress)
+        return _execute_process_pool(jobs, workers, _start_method(config), progress)
     return _execute_ray(jobs, config.ray_address, progress)
 
 
@@ -591,6 +595,17 @@ def _execute_local(jobs: list[Job], n_tasks: int, progress: bool) -> list[Sequen
             bar.set_description(f"{job.agent} seed {job.seed}")
             results.append(run_job(job, on_experience=lambda: bar.update(1)))
     return results
+
+
+def _default_workers(config: RunConfig) -> int:
+    """Pool size when ``--workers`` is not given: one per CPU core, one for CUDA runs.
+
+    Workers of a CUDA run would all train on the same device, each with its own CUDA
+    context, so by default such a run keeps its jobs in this process.
+    """
+    if resolve_device(config.device).type == "cuda":
+        return 1
+    return os.cpu_count() or 1
 
 
 def _start_method(config: RunConfig) -> str:
@@ -608,9 +623,8 @@ def _start_method(config: RunConfig) -> str:
 
 
 def _execute_process_pool(
-    jobs: list[Job], workers: int | None, start_method: str, progress: bool
+    jobs: list[Job], workers: int, start_method: str, progress: bool
 ) -> list[SequenceRun]:
-    workers = min(workers or os.cpu_count() or 1, len(jobs))
     with ProcessPoolExecutor(max_workers=workers, mp_context=get_context(start_method)) as pool:
         # Submitting starts the workers: before the progress bar's thread exists, so a
         # forked worker copies no other thread's state.

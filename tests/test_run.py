@@ -4,10 +4,12 @@ import importlib
 import importlib.util
 import json
 import math
+import os
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from lifelong import ConfigError, RunConfig, StreamConfig, TrainConfig, run
 from lifelong.agents import UnknownAgentError, UnsupportedScenarioError
@@ -118,6 +120,13 @@ def test_pool_workers_fork_only_for_single_threaded_cpu_runs(monkeypatch):
     run_module = importlib.import_module("lifelong.run")
     monkeypatch.setattr(run_module, "get_all_start_methods", lambda: ["spawn"])
     assert _start_method(cpu) == "spawn"
+
+
+def test_cuda_runs_keep_their_jobs_in_one_process_unless_workers_are_given(monkeypatch):
+    run_module = importlib.import_module("lifelong.run")
+    assert run_module._default_workers(replace(TINY, device="cpu")) == (os.cpu_count() or 1)
+    monkeypatch.setattr(run_module, "resolve_device", lambda name: torch.device("cuda"))
+    assert run_module._default_workers(TINY) == 1
 
 
 @pytest.mark.slow
