@@ -122,7 +122,7 @@ def test_pool_workers_fork_only_for_single_threaded_cpu_runs(monkeypatch):
     assert _start_method(cpu) == "spawn"
 
 
-def test_cuda_runs_keep_their_jobs_in_one_process_unless_workers_are_given(monkeypatch):
+def test_cuda_runs_default_to_one_worker_and_cpu_runs_to_one_per_core(monkeypatch):
     run_module = importlib.import_module("lifelong.run")
     assert run_module._default_workers(replace(TINY, device="cpu")) == (os.cpu_count() or 1)
     monkeypatch.setattr(run_module, "resolve_device", lambda name: torch.device("cuda"))
