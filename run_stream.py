@@ -1,9 +1,7 @@
 #!/usr/bin/env python
 """Run continual-learning agents over a task stream: ``python run_stream.py --help``."""
 
-import sys
-
-from lifelong.cli import main
+from lifelong.cli import program
 
 if __name__ == "__main__":
-    sys.exit(main())
+    program()

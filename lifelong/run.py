@@ -71,6 +71,7 @@ from lifelong.models import build_model
 from lifelong.records import ResultsFile, SequenceRun
 from lifelong.report import summarize_runs, write_outputs
 from lifelong.switching_run import run_switching
+from lifelong.tensor_batches import TensorBatches
 from lifelong.tensor_evaluator import IsolatedEvalRandomness, TensorEvaluator, test_sets_of
 from streams import StreamSpec, TaskStream, make_stream, with_validation_split
 from streams.switching import SwitchingStream
@@ -418,6 +419,8 @@ def _build_strategy(
     strategy.plugins.append(DivergenceWatch(job.agent, job.seed))
     # Last of the strategy's own plugins: it measures what the others stored.
     strategy.plugins.append(ByteBudgetCheck(job.agent, facts, config.train.memory_bytes))
+    # After every plugin that makes the experience's loader (replay's does).
+    strategy.plugins.append(TensorBatches())
     if config.evaluator == "tensor":
         test_sets = test_sets_of(stream.benchmark.test_stream, device)
         _replace_periodic_eval(strategy, TensorEvaluator(test_sets, config.train.eval_batch_size))

@@ -1,0 +1,144 @@
+"""Training mini-batches served from tensors, with Avalanche's own samplers.
+
+Avalanche's training loaders (``MultiDatasetDataLoader`` and its task-balanced and replay
+forms) build each mini-batch sample by sample: a ``ConcatDataset`` lookup, the
+``AvalancheDataset`` index chain and its data attributes, then a collate. That costs about
+20 us a sample, on the order of the model's own forward and backward pass on the streams
+this project runs, and it is paid again at every epoch and every replay draw.
+
+``TensorBatches`` reads the loader's data sets once, when the loader is made for an
+experience, collates them into one batch of full length, and serves every mini-batch by
+indexing those tensors. The samplers and the torch ``DataLoader`` stay Avalanche's, so the
+same indices are drawn from the same random generators in the same order, and a batch is
+the same tensors, bit for bit: the collate stacks what indexing gathers.
+
+A loader is left as it is where that could change a batch: data sets with a transform
+(random augmentation would be frozen), loader worker processes, or a collate whose result
+is not a list of tensors of one row per sample.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from typing import Any
+
+import torch
+from avalanche.benchmarks.utils import AvalancheDataset
+from avalanche.benchmarks.utils.data_loader import MultiDatasetDataLoader
+from avalanche.core import SupervisedPlugin
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
+
+__all__ = ["TensorBatches", "collated_columns", "is_servable"]
+
+
+class TensorBatches(SupervisedPlugin):
+    """Serve the training loader's mini-batches from tensors read once per experience.
+
+    Place it after every plugin that replaces the strategy's loader in
+    ``before_training_exp`` (Avalanche's ``ReplayPlugin`` does): it serves the loader it
+    finds there. A loader it cannot serve exactly (see :func:`is_servable`) is kept.
+    """
+
+    def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
+        """Switch the loader just made for this experience to tensor-served batches."""
+        loader = getattr(strategy, "dataloader", None)
+        if not isinstance(loader, MultiDatasetDataLoader) or not is_servable(loader):
+            return
+        columns = collated_columns(loader.datasets, loader.loader_kwargs["collate_fn"])
+        if columns is None:
+            return
+        # The one hook Avalanche offers between its batch sampler and torch's DataLoader:
+        # every epoch, ``_get_loader`` draws the samplers and hands them to this method.
+        loader._make_pytorch_loader = partial(
+            _tensor_loader, _Columns(columns), loader.loader_kwargs
+        )
+
+
+def is_servable(loader: MultiDatasetDataLoader) -> bool:
+    """Whether tensors read once give exactly the batches ``loader`` would make.
+
+    True when the loader makes its batches in this process (no worker processes) and no
+    data set applies a transform, so every read of a sample gives the same tensors.
+    """
+    if loader.loader_kwargs.get("num_workers", 0):
+        return False
+    return all(_without_transforms(dataset) for dataset in loader.datasets)
+
+
+def collated_columns(
+    datasets: Sequence[Dataset[Any]], collate: Callable[[list[Any]], Any]
+) -> list[torch.Tensor] | None:
+    """The data sets, concatenated in order, as one collated batch of full length.
+
+    Args:
+        datasets: The loader's data sets; the sampler's indices run over their
+            concatenation.
+        collate: The loader's collate function.
+
+    Returns:
+        One tensor per field of a sample (inputs, labels, task labels, ...), row ``i``
+        holding sample ``i``; ``None`` when the collate does not give such a list.
+    """
+    concatenated: ConcatDataset[Any] = ConcatDataset(datasets)
+    samples = [concatenated[i] for i in range(len(concatenated))]
+    if not samples:
+        return None
+    batch = collate(samples)
+    if not isinstance(batch, list | tuple) or not all(
+        isinstance(column, torch.Tensor) and column.ndim >= 1 and len(column) == len(samples)
+        for column in batch
+    ):
+        return None
+    return list(batch)
+
+
+class _Columns(Dataset[Any]):
+    """Collated tensors that hand out whole mini-batches (``__getitems__``)."""
+
+    def __init__(self, columns: list[torch.Tensor]) -> None:
+        self.columns = columns
+
+    def __len__(self) -> int:
+        return len(self.columns[0])
+
+    def __getitem__(self, index: int) -> list[torch.Tensor]:
+        return [column[index] for column in self.columns]
+
+    def __getitems__(self, indices: Sequence[int]) -> list[torch.Tensor]:
+        rows = torch.as_tensor(indices, dtype=torch.long)
+        return [column[rows] for column in self.columns]
+
+
+def _already_collated(batch: list[torch.Tensor]) -> list[torch.Tensor]:
+    return batch
+
+
+def _tensor_loader(
+    columns: _Columns,
+    loader_kwargs: dict[str, Any],
+    datasets: Sequence[AvalancheDataset],
+    batch_sampler: Sampler[list[int]],
+) -> Iterable[Any]:
+    # The same DataLoader Avalanche makes (it draws its base seed from torch's generator
+    # when iterated, so the run's random numbers stay the same), over the columns.
+    kwargs = {
+        key: value
+        for key, value in loader_kwargs.items()
+        if key not in ("batch_size", "shuffle", "sampler", "drop_last", "ffcv_args")
+    }
+    kwargs["collate_fn"] = _already_collated
+    return DataLoader(columns, batch_sampler=batch_sampler, **kwargs)
+
+
+def _without_transforms(node: Any) -> bool:
+    """Whether no level of an Avalanche data set applies a transform to its samples."""
+    for attribute in ("_transform_groups", "_frozen_transform_groups"):
+        groups = getattr(node, attribute, None)
+        if groups is not None and any(
+            transform is not None for transform in groups.transform_groups.values()
+        ):
+            return False
+    inner = getattr(node, "_flat_data", None)
+    children = [inner] if inner is not None else getattr(node, "_datasets", [])
+    return all(_without_transforms(child) for child in children)
