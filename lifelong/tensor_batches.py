@@ -6,8 +6,8 @@ forms) build each mini-batch sample by sample: a ``ConcatDataset`` lookup, the
 20 us a sample, on the order of the model's own forward and backward pass on the streams
 this project runs, and it is paid again at every epoch and every replay draw.
 
-``TensorBatches`` reads the loader's data sets once, when the loader is made for an
-experience, collates them into one batch of full length, and serves every mini-batch by
+``TensorBatches`` reads the loader's data sets once, at the first epoch of an experience,
+collates them into one batch of full length, and serves every mini-batch by
 indexing those tensors. The samplers and the torch ``DataLoader`` stay Avalanche's, so the
 same indices are drawn from the same random generators in the same order, and a batch is
 the same tensors, bit for bit: the collate stacks what indexing gathers.
@@ -20,7 +20,6 @@ is not a list of tensors of one row per sample.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from functools import partial
 from typing import Any
 
 import torch
@@ -43,16 +42,12 @@ class TensorBatches(SupervisedPlugin):
     def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
         """Switch the loader just made for this experience to tensor-served batches."""
         loader = getattr(strategy, "dataloader", None)
-        if not isinstance(loader, MultiDatasetDataLoader) or not is_servable(loader):
-            return
-        columns = collated_columns(loader.datasets, loader.loader_kwargs["collate_fn"])
-        if columns is None:
-            return
-        # The one hook Avalanche offers between its batch sampler and torch's DataLoader:
-        # every epoch, ``_get_loader`` draws the samplers and hands them to this method.
-        loader._make_pytorch_loader = partial(
-            _tensor_loader, _Columns(columns), loader.loader_kwargs
-        )
+        if isinstance(loader, MultiDatasetDataLoader) and is_servable(loader):
+            # The one hook Avalanche offers between its batch sampler and torch's
+            # DataLoader: every epoch, ``_get_loader`` hands it that epoch's sampler.
+            loader._make_pytorch_loader = _ServedLoaders(
+                loader.loader_kwargs, loader._make_pytorch_loader
+            )
 
 
 def is_servable(loader: MultiDatasetDataLoader) -> bool:
@@ -110,25 +105,45 @@ class _Columns(Dataset[Any]):
         return [column[rows] for column in self.columns]
 
 
+class _ServedLoaders:
+    """``_make_pytorch_loader`` of one loader, serving its batches from tensors.
+
+    The data sets are read at the loader's first epoch, not when it is made: a strategy
+    that trains from its own tensors (``lifelong``) never iterates the loader it is given.
+    """
+
+    def __init__(
+        self,
+        loader_kwargs: dict[str, Any],
+        avalanches: Callable[[Sequence[AvalancheDataset], Sampler[list[int]]], Iterable[Any]],
+    ) -> None:
+        self.loader_kwargs = loader_kwargs
+        self.avalanches = avalanches
+        self.columns: _Columns | None = None
+        self.servable = True
+
+    def __call__(
+        self, datasets: Sequence[AvalancheDataset], batch_sampler: Sampler[list[int]]
+    ) -> Iterable[Any]:
+        if self.servable and self.columns is None:
+            columns = collated_columns(datasets, self.loader_kwargs["collate_fn"])
+            self.servable = columns is not None
+            self.columns = None if columns is None else _Columns(columns)
+        if self.columns is None:
+            return self.avalanches(datasets, batch_sampler)
+        # The DataLoader Avalanche makes, over the columns: iterating it draws its base seed
+        # from torch's generator, so the run's random numbers stay the same.
+        kwargs = {
+            key: value
+            for key, value in self.loader_kwargs.items()
+            if key not in ("batch_size", "shuffle", "sampler", "drop_last", "ffcv_args")
+        }
+        kwargs["collate_fn"] = _already_collated
+        return DataLoader(self.columns, batch_sampler=batch_sampler, **kwargs)
+
+
 def _already_collated(batch: list[torch.Tensor]) -> list[torch.Tensor]:
     return batch
-
-
-def _tensor_loader(
-    columns: _Columns,
-    loader_kwargs: dict[str, Any],
-    datasets: Sequence[AvalancheDataset],
-    batch_sampler: Sampler[list[int]],
-) -> Iterable[Any]:
-    # The same DataLoader Avalanche makes (it draws its base seed from torch's generator
-    # when iterated, so the run's random numbers stay the same), over the columns.
-    kwargs = {
-        key: value
-        for key, value in loader_kwargs.items()
-        if key not in ("batch_size", "shuffle", "sampler", "drop_last", "ffcv_args")
-    }
-    kwargs["collate_fn"] = _already_collated
-    return DataLoader(columns, batch_sampler=batch_sampler, **kwargs)
 
 
 def _without_transforms(node: Any) -> bool:

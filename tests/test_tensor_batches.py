@@ -63,8 +63,8 @@ def test_served_batches_are_avalanches_bit_for_bit_with_the_same_random_draws(ki
     expected, expected_state = _epochs(_loaders()[kind])
     loader = _loaders()[kind]
     TensorBatches().before_training_exp(_Strategy(loader))
-    assert "_make_pytorch_loader" in vars(loader), "the loader was not served"
     served, state = _epochs(loader)
+    assert vars(loader)["_make_pytorch_loader"].columns is not None, "not served"
 
     assert len(served) == len(expected) > 10
     for ours, theirs in zip(served, expected, strict=True):
@@ -73,6 +73,19 @@ def test_served_batches_are_avalanches_bit_for_bit_with_the_same_random_draws(ki
             assert column.dtype == reference.dtype
             assert torch.equal(column, reference)
     assert torch.equal(state, expected_state)
+
+
+def test_a_collate_that_is_not_a_list_of_columns_falls_back_to_avalanches_batches():
+    def as_dict(samples):
+        return {"x": torch.stack([sample[0] for sample in samples])}
+
+    digits = _datasets()
+    expected, _ = _epochs(MultiDatasetDataLoader([digits[0]], [10], collate_fn=as_dict))
+    loader = MultiDatasetDataLoader([digits[0]], [10], collate_fn=as_dict)
+    TensorBatches().before_training_exp(_Strategy(loader))
+    served, _ = _epochs(loader)
+    assert vars(loader)["_make_pytorch_loader"].columns is None
+    assert [b["x"].tolist() for b in served] == [b["x"].tolist() for b in expected]
 
 
 def test_a_loader_with_worker_processes_is_left_as_it_is():
