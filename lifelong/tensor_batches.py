@@ -12,9 +12,10 @@ indexing those tensors. The samplers and the torch ``DataLoader`` stay Avalanche
 same indices are drawn from the same random generators in the same order, and a batch is
 the same tensors, bit for bit: the collate stacks what indexing gathers.
 
-A loader is left as it is where that could change a batch: data sets with a transform
-(random augmentation would be frozen), loader worker processes, or a collate whose result
-is not a list of tensors of one row per sample.
+A loader is left as it is where that could change a batch: data sets with a transform,
+Avalanche's or the wrapped data set's own (random augmentation would be frozen), loader
+worker processes, or a collate whose result is not a list of tensors of one row per
+sample.
 """
 
 from __future__ import annotations
@@ -146,6 +147,10 @@ def _already_collated(batch: list[torch.Tensor]) -> list[torch.Tensor]:
     return batch
 
 
+# Where a data set wrapped by Avalanche keeps its own transforms (torchvision's convention).
+_LEAF_TRANSFORMS = ("transform", "target_transform", "transforms")
+
+
 def _without_transforms(node: Any) -> bool:
     """Whether no level of an Avalanche data set applies a transform to its samples."""
     for attribute in ("_transform_groups", "_frozen_transform_groups"):
@@ -154,6 +159,8 @@ def _without_transforms(node: Any) -> bool:
             transform is not None for transform in groups.transform_groups.values()
         ):
             return False
+    if any(getattr(node, attribute, None) is not None for attribute in _LEAF_TRANSFORMS):
+        return False
     inner = getattr(node, "_flat_data", None)
     children = [inner] if inner is not None else getattr(node, "_datasets", [])
     return all(_without_transforms(child) for child in children)

@@ -4,11 +4,13 @@ from dataclasses import replace
 
 import pytest
 import torch
+from avalanche.benchmarks.utils import _make_taskaware_classification_dataset
 from avalanche.benchmarks.utils.data_loader import (
     MultiDatasetDataLoader,
     ReplayDataLoader,
     TaskBalancedDataLoader,
 )
+from torch.utils.data import Dataset
 
 from lifelong import RunConfig, StreamConfig, TrainConfig, run
 from lifelong.run import resolve_agents
@@ -94,6 +96,29 @@ def test_a_loader_with_worker_processes_is_left_as_it_is():
     assert not is_servable(loader)
     TensorBatches().before_training_exp(_Strategy(loader))
     assert "_make_pytorch_loader" not in vars(loader)
+
+
+class _Shifted(Dataset):
+    """A data set with its own transform, as torchvision's keep theirs."""
+
+    def __init__(self) -> None:
+        self.x, self.y = torch.zeros(6, 2), torch.arange(6) % 2
+        self.transform = lambda x: x + 1
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, index: int):
+        return self.transform(self.x[index]), int(self.y[index])
+
+    @property
+    def targets(self) -> list[int]:
+        return self.y.tolist()
+
+
+def test_a_wrapped_data_set_with_its_own_transform_is_left_as_it_is():
+    wrapped = _make_taskaware_classification_dataset(_Shifted(), task_labels=0)
+    assert not is_servable(MultiDatasetDataLoader([wrapped], [2]))
 
 
 def test_a_data_set_with_a_transform_is_left_as_it_is():
