@@ -15,9 +15,17 @@ data)::
 the held-out alphabet again with its intensities negated (dark strokes on a light ground,
 which the encoder never saw), drawn a quarter of the time as the digits are in the test
 streams.
+
+``loose_held_out_and_negated`` makes the held-out alphabet loose: every drawing gets fixed
+Gaussian pixel noise (option ``noise``, its standard deviation, 0.7 by default; drawn from
+the stream seed), so its samples sit far from their class prototypes under the encoder, as
+one new alphabet's do on a test stream (for choosing how a switch is told from a hard
+batch of a loose task).
 """
 
 from __future__ import annotations
+
+import torch
 
 from streams.base import StreamSpec
 from streams.data.common import resolve_data_root
@@ -32,6 +40,7 @@ from streams.switching import (
 
 NAME = "held-out-alphabet"
 NEGATED_NAME = "held-out-and-negated"
+LOOSE_NAME = "loose-held-out-and-negated"
 PRETRAINING = "Early_Aramaic+Korean"
 HELD_OUT = "Latin"
 
@@ -52,13 +61,30 @@ def held_out_and_negated(spec: StreamSpec) -> SwitchingStream:
     return _build(NEGATED_NAME, spec, negated=True)
 
 
-def _build(name: str, spec: StreamSpec, *, negated: bool) -> SwitchingStream:
-    options = parse_options(name, spec, {"p": 0.9, "labels": "shuffled"})
+def loose_held_out_and_negated(spec: StreamSpec) -> SwitchingStream:
+    """``held_out_and_negated`` with the held-out alphabet's drawings made noisy (loose).
+
+    Options: ``p``, ``labels`` and ``noise`` (0.7: the pixel noise's standard deviation).
+    """
+    return _build(LOOSE_NAME, spec, negated=True, loose=True)
+
+
+def _build(
+    name: str, spec: StreamSpec, *, negated: bool, loose: bool = False
+) -> SwitchingStream:
+    defaults: dict[str, object] = {"p": 0.9, "labels": "shuffled"}
+    if loose:
+        defaults["noise"] = 0.7
+    options = parse_options(name, spec, defaults)
     pool = omniglot_switching_pool(resolve_data_root(spec.data_root), PRETRAINING, seed=spec.seed)
     kept = [d for d in pool if d.kind is DistributionKind.PRETRAIN or d.name == HELD_OUT]
     if negated:
         held_out = next(d for d in kept if d.name == HELD_OUT)
         kept.append(_negated(held_out))
+    if loose:
+        # Only the new alphabet is loosened; its negated form stays the clean one's.
+        noise = probability(name, options, "noise")  # a standard deviation in [0, 1]
+        kept = [_noisy(d, noise, spec.seed) if d.name == HELD_OUT else d for d in kept]
     return build_switching_stream(
         name,
         kept,
@@ -76,4 +102,19 @@ def _negated(distribution: Distribution) -> Distribution:
         DistributionKind.OOD,
         tuple(1 - x for x in distribution.train),
         tuple(1 - x for x in distribution.test),
+    )
+
+
+def _noisy(distribution: Distribution, std: float, seed: int) -> Distribution:
+    """The distribution with fixed Gaussian pixel noise on every drawing, clipped to [0, 1]."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def noisy(x: torch.Tensor) -> torch.Tensor:
+        return (x + std * torch.randn(x.shape, generator=generator)).clamp(0, 1)
+
+    return Distribution(
+        distribution.name,
+        distribution.kind,
+        tuple(noisy(x) for x in distribution.train),
+        tuple(noisy(x) for x in distribution.test),
     )

@@ -179,3 +179,23 @@ def test_the_negated_stream_adds_the_held_out_alphabet_negated_as_out_of_distrib
     assert torch.equal(negated.test[0], 1 - latin.test[0])
     assert [d.name for d in stream.pretraining()] == ["Early_Aramaic", "Korean"]
     assert len(set(stream.truth.distribution.tolist())) == 4
+
+
+def test_the_loose_stream_adds_fixed_noise_to_the_new_alphabet_only(shared_data):
+    from streams.base import StreamSpec
+
+    validation_stream = _load("validation_stream")
+    spec = StreamSpec(n_tasks=300, seed=100, data_root=shared_data / "omniglot")
+    clean = {d.name: d for d in validation_stream.held_out_and_negated(spec).distributions}
+    loose = {d.name: d for d in validation_stream.loose_held_out_and_negated(spec).distributions}
+    again = {d.name: d for d in validation_stream.loose_held_out_and_negated(spec).distributions}
+    assert loose.keys() == clean.keys()
+    for name in ("Early_Aramaic", "Korean", "Latin-negated"):
+        assert torch.equal(loose[name].train[0], clean[name].train[0])
+    noisy, drawing = loose["Latin"].train[0], clean["Latin"].train[0]
+    assert not torch.equal(noisy, drawing) and 0 <= float(noisy.min()) <= float(noisy.max()) <= 1
+    assert torch.equal(noisy, again["Latin"].train[0])  # fixed by the stream seed
+    quiet = StreamSpec(n_tasks=300, seed=100, data_root=spec.data_root, options={"noise": 0.1})
+    less = {d.name: d for d in validation_stream.loose_held_out_and_negated(quiet).distributions}
+    change = (less["Latin"].test[0] - clean["Latin"].test[0]).abs().mean()
+    assert 0 < change < (loose["Latin"].test[0] - clean["Latin"].test[0]).abs().mean()
