@@ -147,38 +147,6 @@ def test_a_badly_labelled_batch_of_the_same_characters_is_kept_in_its_task_once(
     assert loaded.decisions["new_tasks"] == 2 and loaded.decisions["kept_low_batches"] == 2
 
 
-@pytest.mark.parametrize("keep_spread", [0.0, 2.0])
-def test_a_loose_tasks_hard_batch_is_kept_within_its_own_spread(keep_spread):
-    # A tight task sets most of the shared fit history, then a loose one (spread 1.5)
-    # runs for a few batches: a badly labelled batch of its characters fits them far worse
-    # than the shared bar (route_quantile 0.5, the tight task's median), but within twice
-    # the loose task's own spread.
-    tight = _pool()[0].train[:WAYS]
-    loose = _pool(n_distributions=1, seed=7, spread=1.5)[0].train[:WAYS]
-    other = _pool()[1].train[:WAYS]
-
-    def batch(centres, drawing):
-        return torch.stack([c[drawing % len(c)] for c in centres])
-
-    learner = _learner(keep_spread=keep_spread, route_quantile=0.5, retrieval=False)
-    labels = torch.arange(WAYS)
-    for drawing in range(30):
-        learner.observe(batch(tight, drawing), labels, None)
-    for drawing in range(4):
-        learner.observe(batch(loose, drawing), labels, None)
-    assert learner.decisions["new_tasks"] == 2
-    learner.observe(batch(loose, 4), labels.roll(1), None)
-    if keep_spread == 0:
-        assert learner.decisions["new_tasks"] == 3
-        return
-    assert learner.decisions["new_tasks"] == 2 and learner.decisions["kept_low_batches"] == 1
-    # Labelled as before, the next batch confirms the keep; other characters under other
-    # labels lie far outside the loose task's spread: a switch.
-    learner.observe(batch(loose, 5), labels, None)
-    learner.observe(batch(other, 0), labels.roll(2), None)
-    assert learner.decisions["new_tasks"] == 3 and learner.decisions["kept_low_batches"] == 1
-
-
 def test_keeping_low_batches_stops_once_the_batch_after_a_keep_refutes_it():
     # After twelve batches of one task, every batch brings the same drawings under a fresh
     # labelling, as a stream whose every low batch is a new task would. (Retrieval off: a

@@ -167,12 +167,6 @@ class LifelongConfig:
     row (two low batches are a relabelled task), and stops once the batch after a keep
     refutes it (the labels did change). Chosen on validation streams, a tie on OCA broken by
     20-way ``adapt``: ``benchmarks/results/block_validation/switch_rule/``."""
-    keep_spread: float = 0.0
-    """Under ``accuracy_and_fit``, a low-accuracy batch is also kept in its task when it fits
-    the task's prototypes within this many times the task's own spread: the mean squared
-    distance of its recent samples (the support window) to their class means, where a class
-    has two or more. For a loose task, whose batches all fit worse than the shared bar and
-    whose records fragment before they could own one (0: off)."""
     projection_decay: float = 0.01
     """Share of ``P - I`` removed after every meta-update, which keeps the meta-learned
     feature map ``P`` near the identity, the pre-trained encoder's own geometry (decoupled
@@ -236,8 +230,6 @@ class LifelongConfig:
         for name in ("block_meta_step", "retrieved_offsets_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
-        if not self.keep_spread >= 0:
-            raise ValueError(f"keep_spread must be 0 (off) or more, got {self.keep_spread}")
         if not 0 <= self.projection_decay < 1:
             raise ValueError(f"projection_decay must lie in [0, 1), got {self.projection_decay}")
         if not (0 < self.recur_accuracy <= 1 and 0 < self.route_quantile <= 1):
@@ -278,7 +270,6 @@ SWITCHING_FIELDS = (
     "route_quantile",
     "route_rule",
     "switch_rule",
-    "keep_spread",
     "projection_decay",
     "fast_block",
     "block_lr",

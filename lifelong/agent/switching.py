@@ -496,38 +496,12 @@ class SwitchingLearner:
         if self.config.switch_rule == "accuracy" or kept_last or not self._keeping_pays():
             return True
         threshold = self._fit_threshold()
-        fit = _fit(f, self.task.sums, self.task.counts)
-        if threshold is None or (fit > threshold and not self._within_spread(fit)):
+        if threshold is None or _fit(f, self.task.sums, self.task.counts) > threshold:
             return True
         # Same characters, badly labelled: a hard batch, not a new task.
         self._kept_low_batch = True
         self.decisions["kept_low_batches"] += 1
         return False
-
-    def _within_spread(self, fit: float) -> bool:
-        """Whether ``fit`` lies within ``keep_spread`` times the current task's own spread."""
-        if self.config.keep_spread <= 0:
-            return False
-        assert self.task is not None
-        spread = self._spread(self.task)
-        return spread is not None and fit <= self.config.keep_spread * spread
-
-    def _spread(self, task: _Task) -> float | None:
-        """Mean squared distance of the task's recent samples to their class means.
-
-        On the frozen encoder's features, as the fits are; over the classes the support
-        window holds twice or more (``None`` if it holds none).
-        """
-        u = torch.cat([batch[0] for batch in task.window])
-        y = torch.cat([batch[1] for batch in task.window])
-        with torch.no_grad():
-            f = u if self.block is None else self.block(u)
-        counts = torch.bincount(y, minlength=len(task.counts))
-        repeated = counts[y] >= 2
-        if not bool(repeated.any()):
-            return None
-        means = fw.class_means(f, y, len(task.counts))
-        return float((f - means[y]).pow(2).sum(1)[repeated].mean())
 
     def _keeping_pays(self) -> bool:
         """Whether nearly all recent keeps were followed by a batch the kept task labelled well.
