@@ -147,22 +147,6 @@ def test_a_badly_labelled_batch_of_the_same_characters_is_kept_in_its_task_once(
     assert loaded.decisions["new_tasks"] == 2 and loaded.decisions["kept_low_batches"] == 2
 
 
-@pytest.mark.parametrize("early_keep_fits", [0, 3])
-def test_a_hard_batch_near_the_streams_start_is_kept_once_enough_fits_are_known(
-    early_keep_fits,
-):
-    # Four batches in: three in-task fits, fewer than the ten routing waits for.
-    learner = _learner(early_keep_fits=early_keep_fits)
-    labels = torch.arange(WAYS)
-    for drawing in range(4):
-        learner.observe(*_same_characters(labels, drawing), None)
-    learner.observe(*_same_characters(labels.roll(1), 4), None)
-    if early_keep_fits == 0:
-        assert learner.decisions["new_tasks"] == 2
-    else:
-        assert learner.decisions["new_tasks"] == 1 and learner.decisions["kept_low_batches"] == 1
-
-
 def test_keeping_low_batches_stops_once_the_batch_after_a_keep_refutes_it():
     # After twelve batches of one task, every batch brings the same drawings under a fresh
     # labelling, as a stream whose every low batch is a new task would. (Retrieval off: a

@@ -167,10 +167,6 @@ class LifelongConfig:
     row (two low batches are a relabelled task), and stops once the batch after a keep
     refutes it (the labels did change). Chosen on validation streams, a tie on OCA broken by
     20-way ``adapt``: ``benchmarks/results/block_validation/switch_rule/``."""
-    early_keep_fits: int = 0
-    """Under ``accuracy_and_fit``, the in-task fits the keeping bar needs before it is used
-    (0: as many as routing's, ten). Fewer lets a hard batch near the stream's start stay in
-    its task instead of starting a record."""
     projection_decay: float = 0.01
     """Share of ``P - I`` removed after every meta-update, which keeps the meta-learned
     feature map ``P`` near the identity, the pre-trained encoder's own geometry (decoupled
@@ -234,8 +230,6 @@ class LifelongConfig:
         for name in ("block_meta_step", "retrieved_offsets_share"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)}")
-        if not self.early_keep_fits >= 0:
-            raise ValueError(f"early_keep_fits must be 0 or more, got {self.early_keep_fits}")
         if not 0 <= self.projection_decay < 1:
             raise ValueError(f"projection_decay must lie in [0, 1), got {self.projection_decay}")
         if not (0 < self.recur_accuracy <= 1 and 0 < self.route_quantile <= 1):
@@ -276,7 +270,6 @@ SWITCHING_FIELDS = (
     "route_quantile",
     "route_rule",
     "switch_rule",
-    "early_keep_fits",
     "projection_decay",
     "fast_block",
     "block_lr",

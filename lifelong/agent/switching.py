@@ -495,7 +495,7 @@ class SwitchingLearner:
             return False
         if self.config.switch_rule == "accuracy" or kept_last or not self._keeping_pays():
             return True
-        threshold = self._fit_threshold(self.config.early_keep_fits or _MIN_FIT_HISTORY)
+        threshold = self._fit_threshold()
         if threshold is None or _fit(f, self.task.sums, self.task.counts) > threshold:
             return True
         # Same characters, badly labelled: a hard batch, not a new task.
@@ -515,13 +515,13 @@ class SwitchingLearner:
             return True
         return bool(np.mean(self._keep_outcomes) >= _KEEP_RIGHT_SHARE)
 
-    def _fit_threshold(self, minimum: int = _MIN_FIT_HISTORY) -> float | None:
-        """``route_quantile`` of the recent in-task fits; ``None`` until ``minimum`` are known.
+    def _fit_threshold(self) -> float | None:
+        """``route_quantile`` of the recent in-task fits; ``None`` until enough are known.
 
         The bar above which a batch no longer fits the current task, for routing and for
         keeping a hard batch alike.
         """
-        if len(self._fit_history) < minimum:
+        if len(self._fit_history) < _MIN_FIT_HISTORY:
             return None
         return float(np.quantile(np.asarray(self._fit_history), self.config.route_quantile))
 
