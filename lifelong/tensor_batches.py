@@ -25,9 +25,12 @@ from typing import Any
 
 import torch
 from avalanche.benchmarks.utils import AvalancheDataset
-from avalanche.benchmarks.utils.data_loader import MultiDatasetDataLoader
+from avalanche.benchmarks.utils.data_loader import (
+    MultiDatasetDataLoader,
+    _make_data_loader_with_batched_sampler,
+)
 from avalanche.core import SupervisedPlugin
-from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
+from torch.utils.data import ConcatDataset, Dataset, Sampler
 
 __all__ = ["TensorBatches", "collated_columns", "is_servable"]
 
@@ -134,13 +137,9 @@ class _ServedLoaders:
             return self.avalanches(datasets, batch_sampler)
         # The DataLoader Avalanche makes, over the columns: iterating it draws its base seed
         # from torch's generator, so the run's random numbers stay the same.
-        kwargs = {
-            key: value
-            for key, value in self.loader_kwargs.items()
-            if key not in ("batch_size", "shuffle", "sampler", "drop_last", "ffcv_args")
-        }
-        kwargs["collate_fn"] = _already_collated
-        return DataLoader(self.columns, batch_sampler=batch_sampler, **kwargs)
+        return _make_data_loader_with_batched_sampler(
+            self.columns, batch_sampler, {**self.loader_kwargs, "collate_fn": _already_collated}
+        )
 
 
 def _already_collated(batch: list[torch.Tensor]) -> list[torch.Tensor]:

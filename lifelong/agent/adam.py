@@ -51,13 +51,14 @@ class LeanAdam:
     def step(self, grads: Sequence[torch.Tensor]) -> None:
         """One Adam step with the given gradients, one per tensor in ``params`` order."""
         beta1, beta2 = self.betas
+        grads = list(grads)
         self.steps += 1
         # Floats, as torch.optim.Adam reads its step counter, so the bias corrections round
         # alike.
         step = float(self.steps)
-        torch._foreach_lerp_(self.exp_avgs, list(grads), 1 - beta1)
+        torch._foreach_lerp_(self.exp_avgs, grads, 1 - beta1)
         torch._foreach_mul_(self.exp_avg_sqs, beta2)
-        torch._foreach_addcmul_(self.exp_avg_sqs, list(grads), list(grads), 1 - beta2)
+        torch._foreach_addcmul_(self.exp_avg_sqs, grads, grads, 1 - beta2)
         step_size = (self.lr / (1 - beta1**step)) * -1
         denominator = torch._foreach_sqrt(self.exp_avg_sqs)
         torch._foreach_div_(denominator, (1 - beta2**step) ** 0.5)
