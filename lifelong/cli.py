@@ -7,13 +7,12 @@ Bad input prints one line to stderr and exits with status 2.
 from __future__ import annotations
 
 import argparse
-import gc
 import logging
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from lifelong.agents import (
     MemoryBudgetError,
@@ -229,16 +228,6 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         **run_updates,
     )
     return validate(config)
-
-
-def program() -> NoReturn:
-    """The ``run_stream.py`` and ``lifelong-run`` program: :func:`main`, then exit."""
-    # What is imported by now (torch, Avalanche) lives until exit. Frozen, it is left out of
-    # every full collection: the run's, the forked workers' (whose pages then stay shared)
-    # and the ones at exit, which take about 1.5 s after importing Avalanche. A library
-    # caller of ``main`` keeps its collector as it is.
-    gc.freeze()
-    sys.exit(main())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -391,3 +391,26 @@ def test_loggers_need_the_tensor_evaluator(tmp_path, capsys):
                  "avalanche", "--out", str(tmp_path / "out"), "--quiet"])
     assert code == 2
     assert "--logger logs the tensor evaluator's matrix" in capsys.readouterr().err
+
+
+def test_program_runs_main_with_the_collector_back_on_and_exits_with_its_status(monkeypatch):
+    import gc
+
+    import lifelong.cli
+    import run_stream
+
+    collector_during_main: list[bool] = []
+
+    def fake_main() -> int:
+        collector_during_main.append(gc.isenabled())
+        return 3
+
+    monkeypatch.setattr(lifelong.cli, "main", fake_main)
+    try:
+        with pytest.raises(SystemExit) as exited:
+            run_stream.program()
+    finally:
+        gc.unfreeze()
+        gc.enable()
+    assert exited.value.code == 3
+    assert collector_during_main == [True]
