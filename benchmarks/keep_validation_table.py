@@ -49,7 +49,8 @@ def main() -> None:
     lines.append("|---|" + "---|" * len(agents))
     for stream, by_agent in ocas.items():
         means = [f"{statistics.mean(by_agent[agent]):.2f}" for agent in agents]
-        lines.append(f"| {stream}, mean OCA of {len(by_agent[agents[0]])} runs | " + " | ".join(means) + " |")
+        runs = len(by_agent[agents[0]])
+        lines.append(f"| {stream}, mean OCA of {runs} runs | " + " | ".join(means) + " |")
     text = "\n".join(lines) + "\n"
     args.out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out, text)
