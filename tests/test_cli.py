@@ -1,5 +1,6 @@
 """The command line: one real subprocess run, and bad input handled in one line."""
 
+import gc
 import json
 import os
 import re
@@ -10,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import lifelong.cli
+import run_stream
 from lifelong.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -394,11 +397,6 @@ def test_loggers_need_the_tensor_evaluator(tmp_path, capsys):
 
 
 def test_program_runs_main_with_the_collector_back_on_and_exits_with_its_status(monkeypatch):
-    import gc
-
-    import lifelong.cli
-    import run_stream
-
     collector_during_main: list[bool] = []
 
     def fake_main() -> int:
