@@ -86,6 +86,7 @@ _SETTINGS_ADDED_LATER = {
     "fast_block": False,
     "route_rule": "below_threshold",
     "switch_rule": "accuracy",
+    "recognise_rule": "prototypes",
 }
 """Settings newer than some saved learners, each with the value those learned with."""
 
@@ -268,7 +269,7 @@ class SwitchingLearner:
         f, u = self._features(support_x)
         known = None
         if self.config.retrieval and ways == self.ways:
-            known = self._recognise(f, support_y)
+            known = self._recognise(f, u, support_y)
         if known is not None:
             task = self._from_record(known)
         else:
@@ -528,7 +529,7 @@ class SwitchingLearner:
     def _next_task(self, f: torch.Tensor, u: torch.Tensor, y: torch.Tensor) -> _Task:
         """The task a labelled batch after a switch belongs to: a stored one, or a new one."""
         assert self.tasks is not None
-        known = self._recognise(f, y) if self.config.retrieval else None
+        known = self._recognise(f, u, y) if self.config.retrieval else None
         if known is not None:
             self.decisions["recognised"] += 1
             self.retrieval_trace["retrieved"].append((len(self.retrieval_trace["observed"]), known))
@@ -541,16 +542,31 @@ class SwitchingLearner:
         record_id = self.tasks.add(torch.nn.functional.normalize(f.mean(0), dim=0))
         return _Task.empty(record_id, self.ways, f, offsets)
 
-    def _recognise(self, f: torch.Tensor, y: torch.Tensor) -> int | None:
-        """The stored record that labels ``(f, y)`` best, if it gets enough of them right."""
+    def _recognise(self, f: torch.Tensor, u: torch.Tensor, y: torch.Tensor) -> int | None:
+        """The stored record that labels a batch best, if it gets enough of it right.
+
+        Args:
+            f: The batch's frozen-encoder features (the FAISS search, and the prototypes).
+            u: Its fast-weight inputs (the head).
+            y: Its labels.
+        """
         best, best_accuracy = None, self.config.recur_accuracy
         for record_id in self._candidates(f, exclude=None):
-            record = self._record(record_id)
-            predicted = _distances(f, record["sums"], record["counts"]).argmin(1)
-            accuracy = float((predicted == y).double().mean())
+            accuracy = float((self._record_labels(record_id, f, u) == y).double().mean())
             if accuracy >= best_accuracy:
                 best, best_accuracy = record_id, accuracy
         return best
+
+    def _record_labels(self, record_id: int, f: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
+        """The labels a stored record gives a batch, by ``recognise_rule``."""
+        if self.config.recognise_rule == "head":
+            # Its own generator for the replay draws, as in ``probe``: recognising must not
+            # move the memory's.
+            generator = torch.Generator().manual_seed(_ADAPT_SEED)
+            head, offsets = self._adapted(self._from_record(record_id), generator)
+            return self._logits(u, head, offsets).argmax(1)
+        record = self._record(record_id)
+        return _distances(f, record["sums"], record["counts"]).argmin(1)
 
     def _candidates(self, f: torch.Tensor, exclude: int | None) -> list[int]:
         """Ids of the records whose keys are nearest the batch's mean feature (FAISS search)."""
