@@ -163,6 +163,31 @@ def test_keeping_low_batches_stops_once_the_batch_after_a_keep_refutes_it():
     assert learner.decisions["new_tasks"] == 1 + 3
 
 
+@pytest.mark.parametrize("rule", ["prototypes", "head"])
+def test_a_task_is_recognised_by_the_labels_its_rule_gives_without_moving_the_memory(rule):
+    *seen, last = _stream("fixed", steps=60).steps()
+    learner = _learner(recognise_rule=rule)
+    for step in seen:
+        learner.observe(step.x, step.y, None)
+    assert learner.tasks is not None and learner.samples is not None
+    y = last.y
+    f, u = learner._features(last.x)
+    record_id = learner._candidates(f, exclude=None)[0]
+    if rule == "head":  # the head a routed prediction of this record would use
+        head, offsets = learner._adapted(
+            learner._from_record(record_id), torch.Generator().manual_seed(0)
+        )
+        expected = learner._logits(u, head, offsets).argmax(1)
+    else:
+        record = learner._record(record_id)
+        expected = torch.cdist(f, record["sums"] / record["counts"].clamp(min=1)[:, None])
+        expected = expected.argmin(1)
+    assert torch.equal(learner._record_labels(record_id, f, u), expected)
+    state = learner.samples._generator.get_state()
+    assert learner._recognise(f, u, y) is not None
+    assert torch.equal(learner.samples._generator.get_state(), state)
+
+
 def test_a_learner_saved_before_switch_rule_existed_loads_with_the_accuracy_rule(tmp_path):
     learner = _learner()
     _run(_stream("fixed", steps=20), learner)
