@@ -188,15 +188,18 @@ def test_a_task_is_recognised_by_the_labels_its_rule_gives_without_moving_the_me
     assert torch.equal(learner.samples._generator.get_state(), state)
 
 
-def test_a_learner_saved_before_switch_rule_existed_loads_with_the_accuracy_rule(tmp_path):
+def test_a_learner_saved_before_switch_rule_existed_loads_with_the_rules_it_learned_with(tmp_path):
     learner = _learner()
     _run(_stream("fixed", steps=20), learner)
     info = learner.save_state(tmp_path)
     del info["config"]["switch_rule"]
+    del info["config"]["recognise_rule"]
     del info["decisions"]["kept_low_batches"]
     loaded = SwitchingLearner.load_state(tmp_path, nn.Flatten(), info)
     assert loaded.config.switch_rule == "accuracy"
     assert LifelongConfig().switch_rule == "accuracy_and_fit"
+    assert loaded.config.recognise_rule == "prototypes"
+    assert LifelongConfig().recognise_rule == "head"
     assert loaded.decisions["kept_low_batches"] == 0
 
 
