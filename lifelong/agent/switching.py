@@ -212,7 +212,7 @@ class SwitchingLearner:
         routed = self._route(f)
         if routed is None:
             return current
-        alternative = self._logits(u, *self._adapted(self._from_record(routed), generator))
+        alternative = self._record_logits(routed, u, generator)
         self._pending_route = (alternative.argmax(1), current.argmax(1))
         if not self._routing_pays():
             return current
@@ -563,10 +563,19 @@ class SwitchingLearner:
             # Its own generator for the replay draws, as in ``probe``: recognising must not
             # move the memory's.
             generator = torch.Generator().manual_seed(_ADAPT_SEED)
-            head, offsets = self._adapted(self._from_record(record_id), generator)
-            return self._logits(u, head, offsets).argmax(1)
+            return self._record_logits(record_id, u, generator).argmax(1)
         record = self._record(record_id)
         return _distances(f, record["sums"], record["counts"]).argmin(1)
+
+    def _record_logits(
+        self, record_id: int, u: torch.Tensor, generator: torch.Generator | None
+    ) -> torch.Tensor:
+        """Logits of a stored record's head, adapted on its stored samples, for inputs ``u``.
+
+        The predictor a routed prediction uses; replay draws come from ``generator`` (the
+        memory's own when ``None``).
+        """
+        return self._logits(u, *self._adapted(self._from_record(record_id), generator))
 
     def _candidates(self, f: torch.Tensor, exclude: int | None) -> list[int]:
         """Ids of the records whose keys are nearest the batch's mean feature (FAISS search)."""
