@@ -199,3 +199,32 @@ def test_the_loose_stream_adds_fixed_noise_to_the_new_alphabet_only(shared_data)
     less = {d.name: d for d in validation_stream.loose_held_out_and_negated(quiet).distributions}
     change = (less["Latin"].test[0] - clean["Latin"].test[0]).abs().mean()
     assert 0 < change < (loose["Latin"].test[0] - clean["Latin"].test[0]).abs().mean()
+
+
+def test_switch_steps_splits_accuracy_around_switches_and_bounds_shuffled_oca(
+    tmp_path, capsys, monkeypatch
+):
+    switch_steps = _load("switch_steps")
+    run = {
+        "oca": 0.6,
+        "step_accuracy": [0.2, 0.6, 1.0, 0.0, 0.8],
+        "ground_truth": {
+            "switch": [True, False, False, True, False],
+            "kind": ["pretrain", "pretrain", "pretrain", "ood", "ood"],
+        },
+    }
+    folder = tmp_path / "runs" / "shuffled_p0.9__lifelong"
+    folder.mkdir(parents=True)
+    results = {"ways": 5, "labels": "shuffled", "runs": [run]}
+    (folder / "results.json").write_text(json.dumps(results))
+    out = tmp_path / "steps.md"
+    monkeypatch.setattr(sys, "argv", ["switch_steps.py", str(tmp_path / "runs"), "--out", str(out)])
+    switch_steps.main()
+    text = out.read_text()
+    assert text == capsys.readouterr().out.rstrip("\n") + "\n"
+    # Switch steps 0.2 and 0.0; next steps 0.6 and 0.8; the rest 1.0. Lost after the
+    # switch steps: 0.4 + 0.2 of 5 steps.
+    assert "| shuffled_p0.9 | all | 100.0 | 10.0 | 70.0 | 100.0 | 12.00 |" in text
+    assert "| shuffled_p0.9 | ood | 40.0 | 0.0 | 80.0 | nan | 4.00 |" in text
+    # Ceiling: chance on the two switch steps, the other three right.
+    assert "| shuffled_p0.9 | 60.00 | 68.00 | 8.00 |" in text
