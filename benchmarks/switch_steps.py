@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from lifelong.io import atomic_write_text
+from lifelong.prequential import steps_since_switch
 
 _PARTS = ("switch", "next", "rest")
 
@@ -80,18 +81,16 @@ def main() -> None:
 
 
 def _masks(run: dict) -> dict[str, np.ndarray]:
-    switch = np.asarray(run["ground_truth"]["switch"], dtype=bool)
-    after = np.roll(switch, 1)
-    after[0] = False
-    return {"switch": switch, "next": after & ~switch, "rest": ~switch & ~after}
+    # A stream's first step is a switch, so lag 0 marks exactly its switch steps.
+    lag = steps_since_switch(np.asarray(run["ground_truth"]["switch"], dtype=bool))
+    return {"switch": lag == 0, "next": lag == 1, "rest": lag >= 2}
 
 
 def _breakdown(run: dict, kind: str) -> tuple[float, float, float, float, float]:
     """Share of steps of ``kind``; accuracy on its switch, next and other steps; points lost."""
     accuracy = np.asarray(run["step_accuracy"], dtype=float)
-    of_kind = np.ones(len(accuracy), dtype=bool)
-    if kind != "all":
-        of_kind = np.asarray(run["ground_truth"]["kind"]) == kind
+    kinds = np.asarray(run["ground_truth"]["kind"])
+    of_kind = np.ones(len(accuracy), dtype=bool) if kind == "all" else kinds == kind
     masks = _masks(run)
     means = [_mean(accuracy[masks[part] & of_kind]) for part in _PARTS]
     after_switch = of_kind & ~masks["switch"]

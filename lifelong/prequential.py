@@ -36,6 +36,7 @@ __all__ = [
     "prequential_metrics",
     "recovery_curve",
     "retrieval_precision",
+    "steps_since_switch",
 ]
 
 
@@ -134,7 +135,7 @@ def recovery_curve(
     if max_lag < 1:
         raise ValueError(f"max_lag is {max_lag}; it must be at least 1")
     values = _checked(accuracies, len(truth.switch))
-    lag = _steps_since_switch(truth.switch)
+    lag = steps_since_switch(truth.switch)
     out: dict[str, list[Any]] = {"lag": list(range(max_lag))}
     for name, mask in (
         ("first_visit", truth.first_visit.astype(bool)),
@@ -164,7 +165,8 @@ def prequential_metrics(
     }
 
 
-def _steps_since_switch(switch: np.ndarray) -> np.ndarray:
+def steps_since_switch(switch: np.ndarray) -> np.ndarray:
+    """Each step's lag behind the last switch: 0 on a switch (and on step 0), then 1, 2, ..."""
     lag = np.zeros(len(switch), dtype=np.int64)
     for t in range(1, len(switch)):
         lag[t] = 0 if switch[t] else lag[t - 1] + 1
