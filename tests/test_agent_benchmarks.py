@@ -228,3 +228,39 @@ def test_switch_steps_splits_accuracy_around_switches_and_bounds_shuffled_oca(
     assert "| shuffled_p0.9 | ood | 40.0 | 0.0 | 80.0 | nan | 4.00 |" in text
     # Ceiling: chance on the two switch steps, the other three right.
     assert "| shuffled_p0.9 | 60.00 | 68.00 | 8.00 |" in text
+
+
+def test_ablation_margins_marks_drops_above_the_larger_std(tmp_path, capsys, monkeypatch):
+    ablation_margins = _load("ablation_margins")
+
+    def run(seed: int, oca: float, ood: float) -> dict:
+        return {
+            "seed": seed,
+            "oca": oca,
+            "oca_first_visit": oca,
+            "oca_revisit": oca,
+            "oca_by_type": {"pretrain": oca, "new": oca, "ood": ood},
+        }
+
+    folders = {
+        # OCA: 0.90, 0.92, 0.94 on (std 2 points) against 0.89, 0.91, 0.93 off: a drop of 1
+        # point, inside the spread. The ood kind: 0.80, 0.81, 0.82 against 0.70, 0.72,
+        # 0.74: a drop of 9 points against a std of 2.
+        "fixed_p0.9__lifelong": [run(0, 0.90, 0.80), run(1, 0.92, 0.81), run(2, 0.94, 0.82)],
+        "fixed_p0.9__no_fast_block": [run(0, 0.89, 0.70), run(1, 0.91, 0.72), run(2, 0.93, 0.74)],
+    }
+    for name, runs in folders.items():
+        folder = tmp_path / "runs" / name
+        folder.mkdir(parents=True)
+        (folder / "results.json").write_text(json.dumps({"runs": runs}))
+    out = tmp_path / "margins.md"
+    monkeypatch.setattr(
+        sys, "argv", ["ablation_margins.py", str(tmp_path / "runs"), "--out", str(out)]
+    )
+    ablation_margins.main()
+    text = out.read_text()
+    assert text == capsys.readouterr().out.rstrip("\n") + "\n"
+    row = "| fast_block | fixed_p0.9 | 0,1,2 | +1.0 | +1.0 | +1.0 | +1.0 | +1.0 | +9.0* |"
+    assert row in text
+    assert "| fast_block | 1 |" in text
+    assert "| retrieval | 0 |" in text  # switches without runs clear nothing
