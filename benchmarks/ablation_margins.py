@@ -11,10 +11,10 @@ and on revisits, and OCA on each kind of distribution.
     .venv/bin/python benchmarks/ablation_margins.py runs/ts_recog \\
         --out benchmarks/results/task_switching_avalanche/ablation_margins.md
 
-Reads ``RUNS/<setting>__lifelong/results.json`` and ``RUNS/<setting>__no_<switch>/results.json``
-as ``benchmarks/task_switching.py`` writes them; seeds are paired by number. Each switch is
-tested on 24 measures (4 settings by 6), so a margin found once can be chance; the table
-says how often each switch clears it.
+Reads ``RUNS/<setting>__lifelong/results.json`` and every ``RUNS/<setting>__no_<switch>/
+results.json`` as ``benchmarks/task_switching.py`` writes them; seeds are paired by number.
+Each switch is tested on 24 measures (4 settings by 6), so a margin found once can be
+chance; the table says how often each switch clears it.
 """
 
 from __future__ import annotations
@@ -29,8 +29,6 @@ import numpy as np
 
 from lifelong.io import atomic_write_text
 
-SWITCHES = ("retrieval", "routing", "retrieval_replay", "meta", "fast_block")
-"""The ablation switches of ``benchmarks/task_switching.py``."""
 MEASURES = ("oca", "first visit", "revisit", "pretrain", "new", "ood")
 
 
@@ -40,6 +38,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="markdown file to write")
     args = parser.parse_args()
     settings = sorted(p.name.split("__")[0] for p in args.runs.glob("*__lifelong"))
+    ablations = sorted({p.name.split("__no_")[1] for p in args.runs.glob("*__no_*")})
     if not settings:
         raise SystemExit(
             f"no {args.runs}/*__lifelong/results.json; run benchmarks/task_switching.py"
@@ -55,7 +54,7 @@ def main() -> None:
         "|---|---|---|" + "---|" * len(MEASURES),
     ]
     counts: dict[str, int] = {}
-    for switch in SWITCHES:
+    for switch in ablations:
         counts[switch] = 0
         for setting in settings:
             ablated = args.runs / f"{setting}__no_{switch}" / "results.json"

@@ -2,8 +2,9 @@
 
 For each label mode (``fixed``: tasks truly recur; ``shuffled``: OSAKA's setting) and each
 ``p`` (0.9, 0.98), one run of every agent that supports the stream, then one run of
-``lifelong`` per ablation switch turned off, all over the same seeds, pre-training shared
-through the cache. Writes, under ``--out`` (default ``benchmarks/results/task_switching``):
+``lifelong`` per ablation (a switch turned off, or the slow encoder frozen), all over the
+same seeds, pre-training shared through the cache. Writes, under ``--out`` (default
+``benchmarks/results/task_switching``):
 
 - ``summary.md``: the agents' table and the ablations' table (OCA overall, first visits,
   revisits, by kind; the first 5 steps of the revisit recovery curve; wall time);
@@ -40,8 +41,15 @@ from lifelong.io import atomic_write_text
 from lifelong.switching_run import mean_std
 from streams import Scenario
 
-SWITCHES = ("retrieval", "routing", "retrieval_replay", "meta", "fast_block")
-"""The ``lifelong`` agent's ablation switches, each turned off in a run of its own."""
+ABLATIONS: dict[str, dict[str, Any]] = {
+    "retrieval": {"retrieval": False},
+    "routing": {"routing": False},
+    "retrieval_replay": {"retrieval_replay": False},
+    "meta": {"meta": False},
+    "fast_block": {"fast_block": False},
+    "slow_encoder": {"encoder_lr": 0.0},
+}
+"""The ``lifelong`` agent's ablations by name, each the settings of a run of its own."""
 SETTINGS = (("fixed", 0.9), ("fixed", 0.98), ("shuffled", 0.9), ("shuffled", 0.98))
 
 
@@ -91,17 +99,18 @@ def main() -> None:
             data_root=args.data_root,
             options={"labels": labels, "p": p},
         )
-        variants: list[tuple[tuple[str, ...], str, dict[str, dict[str, Any]]]] = [
-            (agents, name, {})
+        # Each run: its agents, its folder, the lifelong settings it changes, and its label.
+        variants: list[tuple[tuple[str, ...], str, dict[str, dict[str, Any]], str]] = [
+            (agents, name, {}, "")
         ]
         if subset:
-            variants = [(agents, f"{name}__{'+'.join(agents)}", {})]
+            variants = [(agents, f"{name}__{'+'.join(agents)}", {}, "")]
         if not args.no_ablations:
             variants += [
-                (("lifelong",), f"{name}__no_{switch}", {"lifelong": {switch: False}})
-                for switch in SWITCHES
+                (("lifelong",), f"{name}__no_{ablation}", {"lifelong": settings}, f"no {ablation}")
+                for ablation, settings in ABLATIONS.items()
             ]
-        for run_agents, folder, options in variants:
+        for run_agents, folder, options, variant in variants:
             config = RunConfig(
                 stream=stream,
                 agents=run_agents,
@@ -116,7 +125,6 @@ def main() -> None:
                     results["runs"] += more["runs"]
             else:
                 results = run(config, progress=False)
-            variant = "" if not options else f"no {next(iter(options['lifelong']))}"
             rows += summary_rows(results, labels, p, variant)
             print(f"{folder}: done ({time.perf_counter() - began:.0f} s so far)", flush=True)
         if args.from_runs:

@@ -263,4 +263,4 @@ def test_ablation_margins_marks_drops_above_the_larger_std(tmp_path, capsys, mon
     row = "| fast_block | fixed_p0.9 | 0,1,2 | +1.0 | +1.0 | +1.0 | +1.0 | +1.0 | +9.0* |"
     assert row in text
     assert "| fast_block | 1 |" in text
-    assert "| retrieval | 0 |" in text  # switches without runs clear nothing
+    assert "| retrieval |" not in text  # only the switches that ran are tested

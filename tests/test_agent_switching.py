@@ -336,7 +336,7 @@ def test_fast_block_off_or_an_encoder_without_a_block_adapts_the_head_alone():
 
 
 def test_block_offsets_are_counted_as_record_bytes():
-    learner = _block_learner(memory_size=20)
+    learner = _block_learner(memory_size=20, encoder_lr=0.0)
     _run(_stream("fixed", steps=60), learner)
     counted = learner.memory_bytes_by_kind()
     assert learner.tasks is not None and learner.meta is not None
@@ -437,6 +437,8 @@ def test_the_same_seed_gives_the_same_predictions():
         ("block_lr", 0.0, "block_lr must be positive"),
         ("block_meta_step", 1.5, r"block_meta_step must lie in \[0, 1\]"),
         ("retrieved_offsets_share", -0.5, r"retrieved_offsets_share must lie in \[0, 1\]"),
+        ("encoder_lr", -0.1, "encoder_lr must be 0 or more"),
+        ("encoder_refresh", 0, "encoder_refresh must be at least 1"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_field(field, value, message):
@@ -444,3 +446,117 @@ def test_bad_settings_are_refused_naming_the_field(field, value, message):
     settings[field] = value
     with pytest.raises(ValueError, match=message):
         LifelongConfig(**settings)
+
+
+def _slow_learner(**settings) -> SwitchingLearner:
+    return _block_learner(encoder_lr=0.01, **settings)
+
+
+def _parameters(module: nn.Module) -> list[torch.Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def test_the_slow_encoder_learns_while_task_keys_stay_on_the_frozen_encoder():
+    learner = _slow_learner(encoder_refresh=7)
+    frozen = _parameters(learner.encoder)
+    _run(_stream("fixed", steps=80, spread=2.0), learner)
+    assert learner.slow_encoder is not None and learner.samples is not None
+    # The pre-trained encoder is untouched and still gives the task keys; the copy moved.
+    pairs = zip(frozen, _parameters(learner.encoder), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    moved = zip(frozen, _parameters(learner.slow_encoder), strict=True)
+    assert not all(torch.equal(a, b) for a, b in moved)
+    batch = torch.stack([d[0] for d in _pool(spread=2.0)[0].test[:WAYS]])
+    learner._last = None
+    f, u = learner._features(batch)
+    torch.testing.assert_close(f, learner.encoder(batch))
+    # The fast weights' inputs come from the copy's trunk (here the flattening alone), and the
+    # stored ones are re-encoded by it every ``encoder_refresh`` labelled batches.
+    torch.testing.assert_close(u, batch.flatten(1))
+    learner._labelled_batches = 14
+    learner._refresh_stored_features()
+    stored = learner.samples.stored()
+    for row, slot in enumerate(stored.slot.tolist()):
+        torch.testing.assert_close(learner._stored_features[slot], stored.x[row].flatten())
+
+
+def test_a_slow_encoder_step_is_protonet_on_the_tasks_last_two_batches(monkeypatch):
+    learner = _slow_learner(retrieval_replay=False)
+    steps = list(_stream("fixed", steps=30, spread=2.0).steps())
+    episodes = []
+    def recorded(*episode):
+        episodes.append(episode)
+        return torch.zeros((), requires_grad=True)
+
+    monkeypatch.setattr(learner, "_episode_loss", recorded)
+    for step in steps[:2]:
+        learner.predict(step.x)
+        learner.observe(step.x, step.y, step.new_segment)
+    # The first batch has no support yet; the second (same task) is the query of the first.
+    assert len(episodes) == 1
+    (support_x, support_y), (query_x, query_y), ways = episodes[0]
+    assert torch.equal(support_x, steps[0].x) and torch.equal(support_y, steps[0].y)
+    assert torch.equal(query_x, steps[1].x) and torch.equal(query_y, steps[1].y)
+    assert ways == WAYS
+
+
+def test_with_retrieval_replay_a_stored_tasks_episode_joins_the_slow_encoder_step(monkeypatch):
+    counts = {}
+    for replay in (True, False):
+        learner = _slow_learner(retrieval_replay=replay)
+        episodes = []
+        original = learner._episode_loss
+
+        def counted(*episode, original=original, episodes=episodes):
+            episodes.append(episode)
+            return original(*episode)
+
+        monkeypatch.setattr(learner, "_episode_loss", counted)
+        _run(_stream("fixed", steps=80, spread=2.0), learner)
+        counts[replay] = len(episodes)
+    assert counts[True] > counts[False] > 0
+
+
+def test_the_slow_encoder_is_on_by_default_and_counted_in_records():
+    assert LifelongConfig().encoder_lr > 0 and _block_learner().slow_encoder is not None
+    assert _block_learner(encoder_lr=0.0).slow_encoder is None
+    on = _slow_learner(memory_size=20)
+    _run(_stream("fixed", steps=20), on)
+    assert on.slow_encoder is not None and on.tasks is not None and on.meta is not None
+    copy_bytes = sum(t.numel() * t.element_size() for t in on.slow_encoder.state_dict().values())
+    assert copy_bytes == (16 * 16 + 16) * 4
+    counted = on.memory_bytes_by_kind()["records"]
+    assert counted == on.tasks.nbytes - on.tasks.index.nbytes + sum(
+        t.numel() * t.element_size() for t in on.meta
+    ) + (16 * 16 + 16) * 4 + copy_bytes
+
+
+def test_a_learner_with_a_slow_encoder_resumes_exactly(tmp_path):
+    stream = _stream("fixed", steps=60, spread=2.0)
+    whole = _slow_learner(encoder_refresh=9)
+    expected = prequential_accuracies(stream, whole)
+    first = _slow_learner(encoder_refresh=9)
+    saved = {}
+
+    def save_at(step: int, accuracy: float) -> None:
+        if step == 29:
+            saved["info"] = first.save_state(tmp_path)
+
+    prequential_accuracies(stream, first, after_step=save_at)
+    resumed = SwitchingLearner.load_state(tmp_path, first.encoder, saved["info"])
+    rest = prequential_accuracies(stream, resumed, start=30)
+    np.testing.assert_array_equal(rest, expected[30:])
+    assert whole.slow_encoder is not None and resumed.slow_encoder is not None
+    for a, b in zip(
+        _parameters(whole.slow_encoder), _parameters(resumed.slow_encoder), strict=True
+    ):
+        assert torch.equal(a, b)
+
+
+def test_a_learner_saved_before_the_slow_encoder_existed_loads_with_it_frozen(tmp_path):
+    learner = _block_learner(encoder_lr=0.0)
+    _run(_stream("fixed", steps=20), learner)
+    info = learner.save_state(tmp_path)
+    del info["config"]["encoder_lr"], info["config"]["encoder_refresh"]
+    loaded = SwitchingLearner.load_state(tmp_path, learner.encoder, info)
+    assert loaded.config.encoder_lr == 0 and loaded.slow_encoder is None

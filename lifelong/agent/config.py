@@ -205,6 +205,21 @@ class LifelongConfig:
     on the batch's mean feature; needs ``retrieval``): 0, the initialisation alone; 1, the
     nearest task's offsets. Chosen on the validation streams of ``block_lr`` by mean OCA
     (``benchmarks/results/block_validation/retrieved_offsets/``)."""
+    encoder_lr: float = 1e-4
+    """Adam learning rate of the slow encoder (task-switching streams, with ``fast_block``):
+    a copy of the pre-trained encoder that feeds the fast weights and learns across the
+    whole stream. 0 keeps it frozen. At every labelled batch that stays in its task it takes
+    one ProtoNet step, the task's previous batch the support and this one the query; with
+    ``retrieval_replay`` an episode of the stored samples of the retrieved record nearest the
+    batch joins that step, so the shared encoder keeps serving the tasks most like the
+    current one. Task keys, prototypes and fits stay on the frozen pre-trained encoder, so
+    they remain comparable across the stream; the copy's float32 weights are counted as
+    ``records``. Of 0, 1e-4 and 3e-4, the best mean OCA on the validation streams (32 runs);
+    the steps cost about three times the agent's wall time there
+    (``benchmarks/results/block_validation/slow_encoder/``)."""
+    encoder_refresh: int = 100
+    """Labelled batches between re-encodings of the stored samples' fast-weight inputs by the
+    slow encoder (``encoder_lr``), whose outputs drift as it learns."""
     block_meta_step: float = 0.1
     """Reptile's step: share of the way the block offsets' initialisation moves towards a
     task's adapted offsets when the stream leaves that task (``fast_block`` with ``meta``).
@@ -229,7 +244,11 @@ class LifelongConfig:
     def __post_init__(self) -> None:
         if not self.distill_weight >= 0:
             raise ValueError(f"distill_weight must be 0 or more, got {self.distill_weight}")
-        for name in ("replay_batch", "steps_per_batch", "candidates", "support_window"):
+        if not self.encoder_lr >= 0:
+            raise ValueError(f"encoder_lr must be 0 or more, got {self.encoder_lr}")
+        for name in (
+            "replay_batch", "steps_per_batch", "candidates", "support_window", "encoder_refresh"
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.inner_steps < 0 or not self.inner_lr > 0 or not self.meta_lr > 0:
@@ -292,5 +311,7 @@ SWITCHING_FIELDS = (
     "block_lr",
     "retrieved_offsets_share",
     "block_meta_step",
+    "encoder_lr",
+    "encoder_refresh",
 )
 """Fields only the task-switching learner reads."""

@@ -22,6 +22,14 @@ their initialisation, meta-learned by Reptile over the tasks the stream leaves. 
 meta-update also replays an episode of stored samples of the retrieved task nearest the
 batch, the one the update is likeliest to disturb.
 
+With ``encoder_lr``, the fast weights sit on a slow encoder, a copy of the pre-trained one
+that learns across the whole stream: every labelled batch that stays in its task is the
+query of a ProtoNet episode whose support is the task's previous batch, and, with retrieval
+replay, an episode of the stored samples of the retrieved record nearest the batch joins the
+step, so the shared representation keeps serving the tasks most like the current one. Task
+keys, prototypes and fits stay on the frozen pre-trained encoder, comparable across the
+stream; the stored samples' fast-weight inputs are re-encoded as the slow encoder moves.
+
 On the unlabelled batch (``predict``), with ``routing``: if the batch fits the current task's
 prototypes worse than nearly all batches that turned out to belong to it, the task memory is
 searched with the batch's mean feature and the best-fitting retrieved record, if it fits the
@@ -48,6 +56,7 @@ References:
 
 from __future__ import annotations
 
+import copy
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -79,6 +88,8 @@ _KEEP_HISTORY = 50
 """Recent keeps of a hard batch that decide whether keeping pays."""
 _KEEP_RIGHT_SHARE = 0.9
 """Share of recent keeps the batch after them must have confirmed for keeping to go on."""
+_ENCODER_REPLAY = 10
+"""Stored samples drawn for the replayed episode of a slow-encoder step."""
 _OFFSET = "offset."
 """Prefix of a block offset's name among a record's tensors."""
 _SETTINGS_ADDED_LATER = {
@@ -87,6 +98,8 @@ _SETTINGS_ADDED_LATER = {
     "route_rule": "below_threshold",
     "switch_rule": "accuracy",
     "recognise_rule": "prototypes",
+    "encoder_lr": 0.0,
+    "encoder_refresh": 100,
 }
 """Settings newer than some saved learners, each with the value those learned with."""
 
@@ -157,6 +170,22 @@ class SwitchingLearner:
         # The block offsets a new task starts from (meta-learned by Reptile), and those the
         # current head predicts with.
         self.initial_offsets = None if self.block is None else fw.zero_offsets(self.block)
+        # The slow encoder (``encoder_lr``): a trained copy whose trunk and block feed the fast
+        # weights, while the frozen encoder keeps giving the task keys and prototypes.
+        self.slow_encoder: nn.Module | None = None
+        self._slow_split: tuple[nn.Module, nn.Module] | None = None
+        self._encoder_optimizer: torch.optim.Adam | None = None
+        if self.config.encoder_lr > 0 and split is not None:
+            self.slow_encoder = copy.deepcopy(self.encoder).eval()
+            for parameter in self.slow_encoder.parameters():
+                parameter.requires_grad_(True)
+            self._slow_split = fw.split_encoder(self.slow_encoder)
+            self._encoder_optimizer = torch.optim.Adam(
+                self.slow_encoder.parameters(), lr=self.config.encoder_lr
+            )
+        # The last labelled batch and its record: the support of the next slow-encoder step.
+        self._previous_batch: tuple[torch.Tensor, torch.Tensor, int] | None = None
+        self._labelled_batches = 0
         self.offsets: fw.BlockOffsets | None = None
         self.ways = ways
         self.switch_accuracy = (1.0 / ways + 1.0) / 2
@@ -212,7 +241,7 @@ class SwitchingLearner:
         routed = self._route(f)
         if routed is None:
             return current
-        alternative = self._record_logits(routed, u, generator)
+        alternative = self._record_logits(routed, f, u, generator)
         self._pending_route = (alternative.argmax(1), current.argmax(1))
         if not self._routing_pays():
             return current
@@ -240,14 +269,18 @@ class SwitchingLearner:
         """Learn the labelled batch: detect a switch, meta-update, then adapt the fast weights."""
         f, u = self._features(x)
         self._score_route(y)
+        self._labelled_batches += 1
+        self._refresh_stored_features()
         if self.task is None or self._switched(f, u, y, new_segment):
             if self.task is not None:
                 self._learn_block_start(self.task)
             self.task = self._next_task(f, u, y)
         else:
             self._fit_history.append(_fit(f, self.task.sums, self.task.counts))
+            self._train_slow_encoder(f, x, y)
             if self.config.meta:
                 self._meta_update(self.task, f, u, y)
+        self._previous_batch = (x, y, self.task.record_id)
         self.task.add(f, u, y, self.config.support_window)
         self._store(x, u, y, self.task.record_id)
         self.head, self.offsets = self._adapted(self.task)
@@ -280,7 +313,7 @@ class SwitchingLearner:
         head, offsets = self._adapted(task, torch.Generator().manual_seed(_ADAPT_SEED))
         assert self.meta is not None
         meta = fw.MetaParameters(*(t.detach().clone() for t in self.meta))
-        encoder, trunk, block = self.encoder, self.trunk, self.block
+        encoder, (trunk, block) = self.encoder, self._fast_modules()
 
         def predict(x: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
@@ -297,8 +330,9 @@ class SwitchingLearner:
 
         ``samples``: the stored drawings; ``sample_extras``: their stored features (the
         trunk's output when the last block adapts); ``records``: the task records' tensors
-        (prototype sums, block offsets), the meta-parameters and the block offsets'
-        initialisation; ``index``: the task memory's FAISS index.
+        (prototype sums, block offsets), the meta-parameters, the block offsets'
+        initialisation and the slow encoder's weights; ``index``: the task memory's FAISS
+        index.
         """
         features = tensor_bytes(self._stored_features.values())
         samples = 0 if self.samples is None else self.samples.nbytes_by_kind()["samples"]
@@ -307,6 +341,8 @@ class SwitchingLearner:
         meta = 0 if self.meta is None else tensor_bytes(self.meta)
         if self.initial_offsets is not None:
             meta += tensor_bytes(self.initial_offsets.values())
+        if self.slow_encoder is not None:
+            meta += tensor_bytes(self.slow_encoder.state_dict().values())
         return {
             "samples": samples, "sample_extras": features, "records": records + meta,
             "index": index,
@@ -346,6 +382,14 @@ class SwitchingLearner:
         if slots:
             tensors["stored_slots"] = torch.tensor(slots)
             tensors["stored_features"] = torch.stack([self._stored_features[i] for i in slots])
+        if self.slow_encoder is not None:
+            assert self._encoder_optimizer is not None
+            tensors["slow_encoder"] = self.slow_encoder.state_dict()
+            tensors["encoder_optimizer"] = self._encoder_optimizer.state_dict()
+        if self._previous_batch is not None:
+            x, y, record_id = self._previous_batch
+            tensors["previous_batch"] = {"x": x, "y": y, "record_id": torch.tensor(record_id)}
+        tensors["labelled_batches"] = torch.tensor(self._labelled_batches)
         if self.samples is not None:
             self.samples.save(folder / "samples")
         torch.save(tensors, folder / "state.pt")
@@ -388,6 +432,14 @@ class SwitchingLearner:
             learner.offsets = dict(state["offsets"])
         if "task" in state:
             learner.task = _task_from_tensors(state["task"])
+        if "slow_encoder" in state:
+            assert learner.slow_encoder is not None and learner._encoder_optimizer is not None
+            learner.slow_encoder.load_state_dict(state["slow_encoder"])
+            learner._encoder_optimizer.load_state_dict(state["encoder_optimizer"])
+        if "previous_batch" in state:
+            batch = state["previous_batch"]
+            learner._previous_batch = (batch["x"], batch["y"], int(batch["record_id"]))
+        learner._labelled_batches = int(state.get("labelled_batches", 0))
         if "stored_slots" in state:
             features = state["stored_features"]
             learner._stored_features = {
@@ -412,6 +464,9 @@ class SwitchingLearner:
         with torch.no_grad():
             if self.trunk is None or self.block is None:
                 f = u = self.encoder(x)
+            elif self._slow_split is not None:
+                f = self.encoder(x)
+                u = self._slow_split[0](x)
             else:
                 u = self.trunk(x)
                 f = self.block(u)
@@ -422,12 +477,19 @@ class SwitchingLearner:
 
     def _fast_features(self, u: torch.Tensor, offsets: fw.BlockOffsets | None) -> torch.Tensor:
         """Raw features of fast-weight inputs under a task's block offsets (``None``: zero)."""
-        if self.block is None:
+        _, block = self._fast_modules()
+        if block is None:
             return u
         with torch.no_grad():
             if offsets is None:
-                return self.block(u)
-            return fw.block_features(self.block, u, offsets)
+                return block(u)
+            return fw.block_features(block, u, offsets)
+
+    def _fast_modules(self) -> tuple[nn.Module | None, nn.Module | None]:
+        """The trunk and block under the fast weights: the slow encoder's, or the frozen ones."""
+        if self._slow_split is not None:
+            return self._slow_split
+        return self.trunk, self.block
 
     def _initial_offsets(self) -> fw.BlockOffsets | None:
         if self.initial_offsets is None:
@@ -563,19 +625,30 @@ class SwitchingLearner:
             # Its own generator for the replay draws, as in ``probe``: recognising must not
             # move the memory's.
             generator = torch.Generator().manual_seed(_ADAPT_SEED)
-            return self._record_logits(record_id, u, generator).argmax(1)
+            return self._record_logits(record_id, f, u, generator).argmax(1)
         record = self._record(record_id)
         return _distances(f, record["sums"], record["counts"]).argmin(1)
 
     def _record_logits(
-        self, record_id: int, u: torch.Tensor, generator: torch.Generator | None
+        self,
+        record_id: int,
+        f: torch.Tensor,
+        u: torch.Tensor,
+        generator: torch.Generator | None,
     ) -> torch.Tensor:
-        """Logits of a stored record's head, adapted on its stored samples, for inputs ``u``.
+        """Logits of a stored record's head, adapted on its stored samples, for a batch.
 
         The predictor a routed prediction uses; replay draws come from ``generator`` (the
-        memory's own when ``None``).
+        memory's own when ``None``). A record with no stored sample to adapt on predicts
+        with its prototypes' head over the frozen encoder's features ``f``; otherwise over
+        the fast-weight inputs ``u`` under its block offsets.
         """
-        return self._logits(u, *self._adapted(self._from_record(record_id), generator))
+        head, offsets = self._adapted(self._from_record(record_id), generator)
+        if offsets is None and self.block is not None:
+            assert self.meta is not None
+            with torch.no_grad():
+                return fw.head_logits(fw.transform(f, self.meta), head, self.meta)
+        return self._logits(u, head, offsets)
 
     def _candidates(self, f: torch.Tensor, exclude: int | None) -> list[int]:
         """Ids of the records whose keys are nearest the batch's mean feature (FAISS search)."""
@@ -647,9 +720,11 @@ class SwitchingLearner:
                 self.meta, task.prototypes(), support, (u, y), self.config.inner_steps
             )
         else:
+            block = self._fast_modules()[1]
+            assert block is not None
             _, grads, offset_grads = fw.block_meta_gradients(
                 self.meta,
-                self.block,
+                block,
                 task.offsets,
                 support,
                 (u, y),
@@ -698,12 +773,7 @@ class SwitchingLearner:
             features, labels = drawn
             # Shaped like the stream's episodes: one drawing per label as the support and
             # its prototype, the other drawings as the query.
-            first = torch.zeros(len(labels), dtype=torch.bool)
-            seen: set[int] = set()
-            for row, label in enumerate(labels.tolist()):
-                if label not in seen:
-                    seen.add(label)
-                    first[row] = True
+            first = _first_of_each_label(labels)
             if bool(first.all()):
                 continue
             record = self._record(record_id)
@@ -720,7 +790,9 @@ class SwitchingLearner:
 
         Without block offsets the head starts from the task's prototypes (all its samples).
         With them it starts from the support's prototypes in the block's output under the
-        task's offsets (the stored prototypes are the frozen encoder's).
+        task's offsets (the stored prototypes are the frozen encoder's). A task with no
+        sample to adapt on gets the head of its stored prototypes and no offsets: that head
+        is over the frozen encoder's features.
         """
         assert self.meta is not None
         support = self._support(task, generator)
@@ -728,9 +800,7 @@ class SwitchingLearner:
         if offsets is None or support is None:
             head = fw.initial_head(task.prototypes(), self.meta)
             if support is None:
-                # The prototypes are the frozen encoder's: predict with zero offsets too.
-                zero = None if self.block is None else fw.zero_offsets(self.block)
-                return fw.FastWeights(head.weight.detach(), head.bias.detach()), zero
+                return fw.FastWeights(head.weight.detach(), head.bias.detach()), None
         else:
             support = (self._fast_features(support[0], offsets), support[1])
             head = fw.initial_head(fw.class_means(*support, len(task.counts)), self.meta)
@@ -761,6 +831,77 @@ class SwitchingLearner:
         )
         features = torch.stack([self._stored_features[int(s)] for s in drawn.slot])
         return features, drawn.y
+
+    def _train_slow_encoder(self, f: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> None:
+        """One ProtoNet step of the slow encoder: the task's last batch is the support of this one.
+
+        With retrieval replay, an episode of the stored samples of the retrieved record nearest
+        the batch (``f``) joins the step, its loss averaged with the task's.
+        """
+        if self._slow_split is None or self._previous_batch is None or self.task is None:
+            return
+        assert self._encoder_optimizer is not None and self.slow_encoder is not None
+        previous_x, previous_y, record_id = self._previous_batch
+        if record_id != self.task.record_id:
+            return
+        episodes = [((previous_x, previous_y), (x, y), self.ways)]
+        if self.config.retrieval and self.config.retrieval_replay:
+            replayed = self._replayed_inputs(f, exclude=record_id)
+            if replayed is not None:
+                episodes.append(replayed)
+        with torch.enable_grad():
+            losses = [self._episode_loss(*episode) for episode in episodes]
+            self._encoder_optimizer.zero_grad()
+            torch.stack(losses).mean().backward()
+        self._encoder_optimizer.step()
+
+    def _episode_loss(
+        self,
+        support: tuple[torch.Tensor, torch.Tensor],
+        query: tuple[torch.Tensor, torch.Tensor],
+        ways: int,
+    ) -> torch.Tensor:
+        """ProtoNet's loss of the slow encoder on an episode; labels without support excluded."""
+        assert self.slow_encoder is not None
+        support_f = self.slow_encoder(support[0])
+        prototypes = fw.class_means(support_f, support[1], ways)
+        logits = -torch.cdist(self.slow_encoder(query[0]), prototypes).pow(2)
+        unseen = torch.bincount(support[1], minlength=ways) == 0
+        return torch.nn.functional.cross_entropy(logits.masked_fill(unseen, -torch.inf), query[1])
+
+    def _replayed_inputs(
+        self, f: torch.Tensor, exclude: int
+    ) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor], int] | None:
+        """Stored drawings of the retrieved record nearest ``f`` as an episode, if it has one.
+
+        The first drawing of each label is the support, the others the query.
+        """
+        if self.samples is None:
+            return None
+        stored = self.samples.task_counts()
+        for record_id in self._candidates(f, exclude=exclude):
+            if stored.get(record_id, 0) < 2:
+                continue
+            drawn = self.samples.sample(_ENCODER_REPLAY, task_weights={record_id: 1.0})
+            first = _first_of_each_label(drawn.y)
+            if bool(first.all()):
+                continue
+            ways = int(drawn.y.max()) + 1
+            return (drawn.x[first], drawn.y[first]), (drawn.x[~first], drawn.y[~first]), ways
+        return None
+
+    def _refresh_stored_features(self) -> None:
+        """Re-encode the stored samples' fast-weight inputs every ``encoder_refresh`` batches."""
+        if self._slow_split is None or self.samples is None or len(self.samples) == 0:
+            return
+        if self._labelled_batches % self.config.encoder_refresh:
+            return
+        stored = self.samples.stored()
+        with torch.no_grad():
+            features = self._slow_split[0](stored.x)
+        self._stored_features = {
+            int(slot): features[row].clone() for row, slot in enumerate(stored.slot.tolist())
+        }
 
     def _store(self, x: torch.Tensor, u: torch.Tensor, y: torch.Tensor, record_id: int) -> None:
         if self.samples is None:
@@ -795,6 +936,17 @@ class SwitchingLearner:
             recurring=True,
             offsets=offsets,
         )
+
+
+def _first_of_each_label(labels: torch.Tensor) -> torch.Tensor:
+    """A mask of each label's first row."""
+    first = torch.zeros(len(labels), dtype=torch.bool)
+    seen: set[int] = set()
+    for row, label in enumerate(labels.tolist()):
+        if label not in seen:
+            seen.add(label)
+            first[row] = True
+    return first
 
 
 def _distances(f: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
