@@ -455,8 +455,9 @@ class SwitchingLearner:
         """The frozen encoder's features ``f`` and the fast weights' inputs ``u`` of a batch.
 
         ``u`` is the trunk's output when the last block adapts (``f`` is then the block's
-        output at zero offsets), otherwise ``f`` itself. Task keys, prototypes and fits use
-        ``f``, so they stay comparable across the whole stream.
+        output at zero offsets), the slow encoder's trunk's when there is one, otherwise
+        ``f`` itself. Task keys, prototypes and fits use ``f``, so they stay comparable
+        across the whole stream.
         """
         # predict and observe see the same batch in turn: encode it once.
         if self._last is not None and self._last[0] is x:
@@ -907,8 +908,8 @@ class SwitchingLearner:
         if self.samples is None:
             return
         slots = self.samples.add_batch(x, y, record_id)
-        # Fast-weight inputs are kept by slot: the encoder (or its trunk) is frozen, so they
-        # never go stale.
+        # Fast-weight inputs are kept by slot. A frozen encoder's never go stale; the slow
+        # encoder's are re-encoded every ``encoder_refresh`` labelled batches.
         for row, slot in enumerate(slots.tolist()):
             if slot >= 0:
                 self._stored_features[slot] = u[row].clone()
