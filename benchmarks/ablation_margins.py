@@ -53,6 +53,7 @@ def main() -> None:
         "| switch | setting | seeds | " + " | ".join(MEASURES) + " |",
         "|---|---|---|" + "---|" * len(MEASURES),
     ]
+    agent = {s: _runs(args.runs / f"{s}__lifelong" / "results.json") for s in settings}
     counts: dict[str, int] = {}
     for switch in ablations:
         counts[switch] = 0
@@ -60,8 +61,7 @@ def main() -> None:
             ablated = args.runs / f"{setting}__no_{switch}" / "results.json"
             if not ablated.is_file():
                 continue
-            on = _runs(args.runs / f"{setting}__lifelong" / "results.json")
-            off = _runs(ablated)
+            on, off = agent[setting], _runs(ablated)
             seeds = sorted(on.keys() & off.keys())
             cells = [_cell([on[s] for s in seeds], [off[s] for s in seeds], m) for m in MEASURES]
             counts[switch] += sum(cell.endswith("*") for cell in cells)
