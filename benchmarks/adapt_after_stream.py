@@ -12,13 +12,16 @@ Every agent of a seed gets the same episodes.
 
 ``--characters pretrain`` draws the episodes from the pre-training alphabets' characters
 instead, for choosing settings on pre-training tasks only; ``--alphabets A+B`` from the
-named alphabets'. Prints a table and writes ``summary.json`` and ``summary.md`` under
+named alphabets'. ``--learner-setting prototype_vote=false`` changes a field of each loaded
+learner's configuration that has it before adapting (settings ``adapt`` reads; the stream is
+not run again). Prints a table and writes ``summary.json`` and ``summary.md`` under
 ``--out``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,7 +56,16 @@ def main() -> None:
         help="names joined by +: draw the episodes from these alphabets' characters instead "
         "(such as the alphabet a validation stream held out of pre-training)",
     )
+    parser.add_argument(
+        "--learner-setting",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="set a configuration field of every loaded learner that has it before adapting "
+        "(JSON values: true, 0.5, \"text\"); such agents are shown as NAME (FIELD=VALUE)",
+    )
     args = parser.parse_args()
+    settings = dict(_setting(pair) for pair in args.learner_setting)
     kind = DistributionKind.NEW if args.characters == "new" else DistributionKind.PRETRAIN
     named = set(args.alphabets.split("+")) if args.alphabets else None
     torch.set_num_threads(1)
@@ -61,6 +73,7 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for folder in sorted(p for run in args.runs for p in (run / "agents").iterdir()):
         agent = load_agent(folder)
+        name = _with_settings(agent, settings)
         config = json.loads((folder.parents[1] / "config.json").read_text())
         pool = omniglot_switching_pool(
             args.data_root, config["stream"]["options"].get("pretrain_alphabets", 3),
@@ -69,17 +82,42 @@ def main() -> None:
         held_out = [d for d in pool if (d.name in named if named else d.kind is kind)]
         if not held_out:
             raise SystemExit(f"no alphabet of {sorted(named or [])} in the pool of {folder}")
-        row: dict[str, Any] = {"agent": agent.name, "seed": agent.seed, "run": str(folder)}
+        row: dict[str, Any] = {"agent": name, "seed": agent.seed, "run": str(folder)}
         for n in ways:
             row[f"{n}way_1shot"] = accuracy(agent, held_out, n, args.episodes, agent.seed)
         rows.append(row)
         shown = ", ".join(f"{n}-way {100 * row[f'{n}way_1shot']:.1f}" for n in ways)
-        print(f"{agent.name} seed {agent.seed}: {shown}", flush=True)
+        print(f"{name} seed {agent.seed}: {shown}", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.out / "summary.json", json.dumps(rows, indent=2) + "\n")
     table = markdown(rows, ways, args)
     atomic_write_text(args.out / "summary.md", table)
     print(table)
+
+
+def _setting(pair: str) -> tuple[str, Any]:
+    """``FIELD=VALUE`` as a field name and its JSON value (a bare word stays a string)."""
+    field, sep, text = pair.partition("=")
+    if not (sep and field):
+        raise SystemExit(f"--learner-setting must look like FIELD=VALUE, got {pair!r}")
+    try:
+        return field, json.loads(text)
+    except json.JSONDecodeError:
+        return field, text
+
+
+def _with_settings(agent: Any, settings: dict[str, Any]) -> str:
+    """Apply the settings that the agent's learner configuration has; the name to show it by."""
+    config = getattr(agent.learner, "config", None)
+    if config is None:
+        return str(agent.name)
+    fields = {f.name for f in dataclasses.fields(config)}
+    applied = {k: v for k, v in settings.items() if k in fields}
+    if not applied:
+        return str(agent.name)
+    agent.learner.config = dataclasses.replace(config, **applied)
+    shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in applied.items())
+    return f"{agent.name} ({shown})"
 
 
 def accuracy(agent: Any, held_out: Sequence[Any], ways: int, episodes: int, seed: int) -> float:
@@ -116,6 +154,7 @@ def markdown(rows: Sequence[dict[str, Any]], ways: Sequence[int], args: Any) -> 
         f"Regenerate: `python benchmarks/adapt_after_stream.py --runs {runs} "
         f"--ways {args.ways} --episodes {args.episodes} --characters {args.characters}"
         + (f" --alphabets {args.alphabets}" if args.alphabets else "")
+        + "".join(f" --learner-setting {pair}" for pair in args.learner_setting)
         + "`\n\n"
         + header
         + "".join(lines)

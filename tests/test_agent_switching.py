@@ -560,3 +560,33 @@ def test_a_learner_saved_before_the_slow_encoder_existed_loads_with_it_frozen(tm
     del info["config"]["encoder_lr"], info["config"]["encoder_refresh"]
     loaded = SwitchingLearner.load_state(tmp_path, learner.encoder, info)
     assert loaded.config.encoder_lr == 0 and loaded.slow_encoder is None
+
+
+def test_adapt_adds_the_frozen_encoders_prototype_vote_to_the_adapted_head():
+    learner = _block_learner()
+    _run(_stream("fixed", steps=40), learner)
+    pool = _pool()
+    # 8 ways, more than the stream's, so the support is a new task: its prototypes are its own.
+    support = torch.stack([pool[3].test[c][0] for c in range(8)])
+    queries = torch.cat([pool[3].test[c][1:] for c in range(8)])
+    voted = learner.adapt(support, torch.arange(8))(queries)
+    learner.config = dataclasses.replace(learner.config, prototype_vote=False)
+    head_alone = learner.adapt(support, torch.arange(8))(queries)
+    with torch.no_grad():
+        distances = torch.cdist(learner.encoder(queries), learner.encoder(support)).pow(2)
+    expected = head_alone.log_softmax(1) + (-distances).log_softmax(1)
+    torch.testing.assert_close(voted, expected)
+    assert not torch.allclose(voted.log_softmax(1), head_alone.log_softmax(1))
+
+
+def test_the_prototype_vote_changes_nothing_on_the_stream_and_older_learners_load_without_it(
+    tmp_path,
+):
+    stream = _stream("fixed", steps=40)
+    runs = [_run(stream, _learner(prototype_vote=vote)) for vote in (True, False)]
+    assert runs[0] == runs[1]
+    learner = _learner()
+    _run(_stream("fixed", steps=10), learner)
+    info = learner.save_state(tmp_path)
+    del info["config"]["prototype_vote"]
+    assert not SwitchingLearner.load_state(tmp_path, learner.encoder, info).config.prototype_vote

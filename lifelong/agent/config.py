@@ -220,6 +220,13 @@ class LifelongConfig:
     encoder_refresh: int = 100
     """Labelled batches between re-encodings of the stored samples' fast-weight inputs by the
     slow encoder (``encoder_lr``), whose outputs drift as it learns."""
+    prototype_vote: bool = True
+    """Whether ``adapt``'s predictor adds to the adapted head's log-probabilities those of
+    nearest-prototype classification under the frozen pre-trained encoder (the support's
+    prototypes, merged with a recognised record's): the stable view beside the slow
+    encoder's. It changes nothing on the stream. Chosen by 20-way 1-shot ``adapt`` on the
+    validation streams' held-out alphabet
+    (``benchmarks/results/adapt_after_stream/prototype_vote/``)."""
     block_meta_step: float = 0.1
     """Reptile's step: share of the way the block offsets' initialisation moves towards a
     task's adapted offsets when the stream leaves that task (``fast_block`` with ``meta``).
@@ -313,5 +320,6 @@ SWITCHING_FIELDS = (
     "block_meta_step",
     "encoder_lr",
     "encoder_refresh",
+    "prototype_vote",
 )
 """Fields only the task-switching learner reads."""

@@ -100,6 +100,7 @@ _SETTINGS_ADDED_LATER = {
     "recognise_rule": "prototypes",
     "encoder_lr": 0.0,
     "encoder_refresh": 100,
+    "prototype_vote": False,
 }
 """Settings newer than some saved learners, each with the value those learned with."""
 
@@ -293,7 +294,9 @@ class SwitchingLearner:
         A stored record that labels the support well enough is the same task: its
         prototypes and stored samples join the support's. Otherwise the head starts from the
         support's prototypes under the meta-learned feature map. Then ``inner_steps`` steps
-        with the meta-learned learning rates. The learner is unchanged.
+        with the meta-learned learning rates. Under ``prototype_vote`` the predictor adds the
+        log-probabilities of the task's nearest prototype under the frozen encoder. The
+        learner is unchanged.
 
         Raises:
             ValueError: On a malformed support set (see ``check_support``).
@@ -314,14 +317,19 @@ class SwitchingLearner:
         assert self.meta is not None
         meta = fw.MetaParameters(*(t.detach().clone() for t in self.meta))
         encoder, (trunk, block) = self.encoder, self._fast_modules()
+        seen = task.counts > 0
+        prototypes = task.prototypes()[seen] if self.config.prototype_vote else None
 
         def predict(x: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
-                if block is None or trunk is None or offsets is None:
-                    features = encoder(x)
-                else:
+                f = encoder(x)
+                features = f
+                if block is not None and trunk is not None and offsets is not None:
                     features = fw.block_features(block, trunk(x), offsets)
-                return fw.head_logits(fw.transform(features, meta), head, meta)
+                logits = fw.head_logits(fw.transform(features, meta), head, meta)
+                if prototypes is None:
+                    return logits
+                return _with_prototype_vote(logits, f, prototypes, seen)
 
         return predict
 
@@ -937,6 +945,23 @@ class SwitchingLearner:
             recurring=True,
             offsets=offsets,
         )
+
+
+def _with_prototype_vote(
+    logits: torch.Tensor, f: torch.Tensor, prototypes: torch.Tensor, seen: torch.Tensor
+) -> torch.Tensor:
+    """A head's log-probabilities plus those of the nearest of ``prototypes`` in ``f``.
+
+    Args:
+        logits: ``(n, ways)`` the head's logits.
+        f: ``(n, d)`` the frozen encoder's features of the same inputs.
+        prototypes: ``(seen.sum(), d)`` the prototypes of the labels ``seen`` marks; the
+            others get no probability from the vote.
+        seen: ``(ways,)`` which labels have a prototype.
+    """
+    distances = torch.full_like(logits, torch.inf)
+    distances[:, seen] = torch.cdist(f, prototypes).pow(2)
+    return logits.log_softmax(1) + (-distances).log_softmax(1)
 
 
 def _first_of_each_label(labels: torch.Tensor) -> torch.Tensor:
