@@ -70,10 +70,14 @@ def main() -> None:
     named = set(args.alphabets.split("+")) if args.alphabets else None
     torch.set_num_threads(1)
     ways = [int(w) for w in args.ways.split(",")]
+    folders = sorted(p for run in args.runs for p in (run / "agents").iterdir())
+    agents = [load_agent(folder) for folder in folders]
+    names = [_with_settings(agent, settings) for agent in agents]
+    unused = set(settings) - {key for _, applied in names for key in applied}
+    if unused:
+        raise SystemExit(f"no loaded learner has the setting(s) {sorted(unused)}; check the names")
     rows: list[dict[str, Any]] = []
-    for folder in sorted(p for run in args.runs for p in (run / "agents").iterdir()):
-        agent = load_agent(folder)
-        name = _with_settings(agent, settings)
+    for folder, agent, (name, _) in zip(folders, agents, names, strict=True):
         config = json.loads((folder.parents[1] / "config.json").read_text())
         pool = omniglot_switching_pool(
             args.data_root, config["stream"]["options"].get("pretrain_alphabets", 3),
@@ -106,18 +110,18 @@ def _setting(pair: str) -> tuple[str, Any]:
         return field, text
 
 
-def _with_settings(agent: Any, settings: dict[str, Any]) -> str:
-    """Apply the settings that the agent's learner configuration has; the name to show it by."""
+def _with_settings(agent: Any, settings: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """Apply the settings the agent's learner configuration has: its name to show, and those."""
     config = getattr(agent.learner, "config", None)
     if config is None:
-        return str(agent.name)
+        return str(agent.name), {}
     fields = {f.name for f in dataclasses.fields(config)}
     applied = {k: v for k, v in settings.items() if k in fields}
     if not applied:
-        return str(agent.name)
+        return str(agent.name), {}
     agent.learner.config = dataclasses.replace(config, **applied)
     shown = ", ".join(f"{k}={json.dumps(v)}" for k, v in applied.items())
-    return f"{agent.name} ({shown})"
+    return f"{agent.name} ({shown})", applied
 
 
 def accuracy(agent: Any, held_out: Sequence[Any], ways: int, episodes: int, seed: int) -> float:
