@@ -317,8 +317,7 @@ class SwitchingLearner:
         assert self.meta is not None
         meta = fw.MetaParameters(*(t.detach().clone() for t in self.meta))
         encoder, (trunk, block) = self.encoder, self._fast_modules()
-        seen = task.counts > 0
-        prototypes = task.prototypes()[seen] if self.config.prototype_vote else None
+        vote, sums, counts = self.config.prototype_vote, task.sums, task.counts
 
         def predict(x: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
@@ -327,9 +326,10 @@ class SwitchingLearner:
                 if block is not None and trunk is not None and offsets is not None:
                     features = fw.block_features(block, trunk(x), offsets)
                 logits = fw.head_logits(fw.transform(features, meta), head, meta)
-                if prototypes is None:
+                if not vote:
                     return logits
-                return _with_prototype_vote(logits, f, prototypes, seen)
+                # The task's nearest prototype under the frozen encoder, as a second opinion.
+                return logits.log_softmax(1) + (-_distances(f, sums, counts)).log_softmax(1)
 
         return predict
 
@@ -945,23 +945,6 @@ class SwitchingLearner:
             recurring=True,
             offsets=offsets,
         )
-
-
-def _with_prototype_vote(
-    logits: torch.Tensor, f: torch.Tensor, prototypes: torch.Tensor, seen: torch.Tensor
-) -> torch.Tensor:
-    """A head's log-probabilities plus those of the nearest of ``prototypes`` in ``f``.
-
-    Args:
-        logits: ``(n, ways)`` the head's logits.
-        f: ``(n, d)`` the frozen encoder's features of the same inputs.
-        prototypes: ``(seen.sum(), d)`` the prototypes of the labels ``seen`` marks; the
-            others get no probability from the vote.
-        seen: ``(ways,)`` which labels have a prototype.
-    """
-    distances = torch.full_like(logits, torch.inf)
-    distances[:, seen] = torch.cdist(f, prototypes).pow(2)
-    return logits.log_softmax(1) + (-distances).log_softmax(1)
 
 
 def _first_of_each_label(labels: torch.Tensor) -> torch.Tensor:
