@@ -439,6 +439,7 @@ def test_the_same_seed_gives_the_same_predictions():
         ("retrieved_offsets_share", -0.5, r"retrieved_offsets_share must lie in \[0, 1\]"),
         ("encoder_lr", -0.1, "encoder_lr must be 0 or more"),
         ("encoder_refresh", 0, "encoder_refresh must be at least 1"),
+        ("vote_scale", 0.0, "vote_scale must be positive, got 0.0"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_field(field, value, message):
@@ -562,6 +563,10 @@ def test_a_learner_saved_before_the_slow_encoder_existed_loads_with_it_frozen(tm
     assert loaded.config.encoder_lr == 0 and loaded.slow_encoder is None
 
 
+def _unit_around(x, centre):
+    return torch.nn.functional.normalize(x - centre, dim=1)
+
+
 def test_adapt_adds_the_frozen_encoders_prototype_vote_to_the_adapted_head():
     learner = _block_learner()
     _run(_stream("fixed", steps=40), learner)
@@ -570,13 +575,33 @@ def test_adapt_adds_the_frozen_encoders_prototype_vote_to_the_adapted_head():
     support = torch.stack([pool[3].test[c][0] for c in range(8)])
     queries = torch.cat([pool[3].test[c][1:] for c in range(8)])
     voted = learner.adapt(support, torch.arange(8))(queries)
-    learner.config = dataclasses.replace(learner.config, prototype_vote=False)
-    head_alone = learner.adapt(support, torch.arange(8))(queries)
+    raw_voted = _adapted_with(learner, vote_normalise=False)(support, torch.arange(8))(queries)
+    head_alone = _adapted_with(learner, prototype_vote=False)(support, torch.arange(8))(queries)
     with torch.no_grad():
-        distances = torch.cdist(learner.encoder(queries), learner.encoder(support)).pow(2)
-    expected = head_alone.log_softmax(1) + (-distances).log_softmax(1)
-    torch.testing.assert_close(voted, expected)
+        query_f, support_f = learner.encoder(queries), learner.encoder(support)
+    # One drawing per label: the support's features are the prototypes.
+    centre = support_f.mean(0)
+    unit_distances = torch.cdist(_unit_around(query_f, centre), _unit_around(support_f, centre))
+    normalised = (-learner.config.vote_scale * unit_distances.pow(2)).log_softmax(1)
+    raw = (-torch.cdist(query_f, support_f).pow(2)).log_softmax(1)
+    torch.testing.assert_close(voted, head_alone.log_softmax(1) + normalised)
+    torch.testing.assert_close(raw_voted, head_alone.log_softmax(1) + raw)
+    assert not torch.allclose(voted, raw_voted)
     assert not torch.allclose(voted.log_softmax(1), head_alone.log_softmax(1))
+
+
+def _adapted_with(learner, **settings):
+    """``learner.adapt`` under other adapt-time settings (the learner is left as it was)."""
+    config = learner.config
+
+    def adapt(support_x, support_y):
+        learner.config = dataclasses.replace(config, **settings)
+        try:
+            return learner.adapt(support_x, support_y)
+        finally:
+            learner.config = config
+
+    return adapt
 
 
 def test_the_prototype_vote_changes_nothing_on_the_stream_and_older_learners_load_without_it(
@@ -588,5 +613,6 @@ def test_the_prototype_vote_changes_nothing_on_the_stream_and_older_learners_loa
     learner = _learner()
     _run(_stream("fixed", steps=10), learner)
     info = learner.save_state(tmp_path)
-    del info["config"]["prototype_vote"]
-    assert not SwitchingLearner.load_state(tmp_path, learner.encoder, info).config.prototype_vote
+    del info["config"]["prototype_vote"], info["config"]["vote_normalise"]
+    loaded = SwitchingLearner.load_state(tmp_path, learner.encoder, info).config
+    assert not loaded.prototype_vote and not loaded.vote_normalise

@@ -101,6 +101,7 @@ _SETTINGS_ADDED_LATER = {
     "encoder_lr": 0.0,
     "encoder_refresh": 100,
     "prototype_vote": False,
+    "vote_normalise": False,
 }
 """Settings newer than some saved learners, each with the value those learned with."""
 
@@ -295,8 +296,8 @@ class SwitchingLearner:
         prototypes and stored samples join the support's. Otherwise the head starts from the
         support's prototypes under the meta-learned feature map. Then ``inner_steps`` steps
         with the meta-learned learning rates. Under ``prototype_vote`` the predictor adds the
-        log-probabilities of the task's nearest prototype under the frozen encoder. The
-        learner is unchanged.
+        log-probabilities of the task's nearest prototype under the frozen encoder
+        (``_prototype_vote``). The learner is unchanged.
 
         Raises:
             ValueError: On a malformed support set (see ``check_support``).
@@ -318,6 +319,7 @@ class SwitchingLearner:
         meta = fw.MetaParameters(*(t.detach().clone() for t in self.meta))
         encoder, (trunk, block) = self.encoder, self._fast_modules()
         vote, sums, counts = self.config.prototype_vote, task.sums, task.counts
+        scale = self.config.vote_scale if self.config.vote_normalise else None
 
         def predict(x: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
@@ -329,7 +331,7 @@ class SwitchingLearner:
                 if not vote:
                     return logits
                 # The task's nearest prototype under the frozen encoder, as a second opinion.
-                return logits.log_softmax(1) + (-_distances(f, sums, counts)).log_softmax(1)
+                return logits.log_softmax(1) + _prototype_vote(f, sums, counts, scale)
 
         return predict
 
@@ -963,6 +965,28 @@ def _distances(f: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor) -> tor
     distances = torch.cdist(f, sums / counts.clamp(min=1).unsqueeze(1)).pow(2)
     distances[:, counts == 0] = torch.inf
     return distances
+
+
+def _prototype_vote(
+    f: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor, scale: float | None
+) -> torch.Tensor:
+    """``(n, ways)`` log-probabilities of nearest-prototype classification of features ``f``.
+
+    With ``scale``, the features and the prototypes are first centred on the seen
+    prototypes' mean and scaled to unit length, and the squared distances multiplied by
+    ``scale``; without it, the raw squared distances are used.
+    """
+    if scale is None:
+        return (-_distances(f, sums, counts)).log_softmax(1)
+    seen = counts > 0
+    prototypes = sums / counts.clamp(min=1).unsqueeze(1)
+    centre = prototypes[seen].mean(0)
+
+    def unit(x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(x - centre, dim=1)
+
+    distances = _distances(unit(f), unit(prototypes), seen.to(counts.dtype))
+    return (-scale * distances).log_softmax(1)
 
 
 def _fit(f: torch.Tensor, sums: torch.Tensor, counts: torch.Tensor) -> float:
