@@ -3,7 +3,7 @@
 # benchmarks/validation_stream.py's held_out_and_negated stream (Latin held out of
 # pre-training), labels fixed and shuffled, p 0.9 and 0.98, stream seeds 100 and 101: 8 runs,
 # two at a time on one thread each, saved agents under OUT (default runs/slow_adapt_validation).
-# About 20 minutes on 2 cores with pre-training, 8 without. Then, for instance:
+# 18.5 minutes on 2 cores, pre-training of both seeds included (2026-12-07). Then, for instance:
 #
 #   python benchmarks/adapt_after_stream.py --runs runs/slow_adapt_validation/* --ways 20 \
 #       --episodes 100 --characters new --alphabets Latin --learner-setting vote_scale=8
