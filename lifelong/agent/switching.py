@@ -322,16 +322,19 @@ class SwitchingLearner:
         scale = self.config.vote_scale if self.config.vote_normalise else None
 
         def predict(x: torch.Tensor) -> torch.Tensor:
+            frozen: torch.Tensor | None
             with torch.no_grad():
-                f = encoder(x)
-                features = f
-                if block is not None and trunk is not None and offsets is not None:
+                if block is None or trunk is None or offsets is None:
+                    frozen = features = encoder(x)
+                else:
                     features = fw.block_features(block, trunk(x), offsets)
+                    # The frozen encoder runs beside the block only when the vote needs it.
+                    frozen = encoder(x) if vote else None
                 logits = fw.head_logits(fw.transform(features, meta), head, meta)
-                if not vote:
+                if not vote or frozen is None:
                     return logits
                 # The task's nearest prototype under the frozen encoder, as a second opinion.
-                return logits.log_softmax(1) + _prototype_vote(f, sums, counts, scale)
+                return logits.log_softmax(1) + _prototype_vote(frozen, sums, counts, scale)
 
         return predict
 
