@@ -446,14 +446,42 @@ def _seed_stats(runs: Sequence[SequenceRun]) -> list[_AgentStats]:
     return stats
 
 
-def _figure(n_panels: int, panel_size: tuple[float, float]) -> tuple[Figure, list[Any]]:
-    # A bare Figure on an Agg canvas: no pyplot, so no display, no global figure registry
-    # and no backend switch for the caller's process.
+# The panels' margins, in inches: fixed rather than solved. Matplotlib's constrained layout
+# measures every tick label of every panel at each save, which was half the time of writing a
+# run's outputs (1.4 s of 2.7 s for split-digits' seven agents).
+_LEFT_IN, _BOTTOM_IN, _TOP_IN, _RIGHT_PAD_IN = 0.7, 0.55, 0.35, 0.15
+_COLUMN_GAP_IN, _ROW_GAP_IN = 0.75, 0.8
+
+
+def _figure(
+    n_panels: int, panel_size: tuple[float, float], side_in: float
+) -> tuple[Figure, list[Any]]:
+    """A figure of ``n_panels`` axes, three to a row, with ``side_in`` inches free at the right.
+
+    A bare Figure on an Agg canvas: no pyplot, so no display, no global figure registry and
+    no backend switch for the caller's process.
+    """
     ncols = min(n_panels, 3)
     nrows = math.ceil(n_panels / ncols)
-    figure = Figure(figsize=(panel_size[0] * ncols, panel_size[1] * nrows), layout="constrained")
+    width = panel_size[0] * ncols + side_in
+    height = panel_size[1] * nrows
+    figure = Figure(figsize=(width, height))
     FigureCanvasAgg(figure)
-    axes = list(figure.subplots(nrows, ncols, squeeze=False).flat)
+    left, right = _LEFT_IN / width, 1 - (side_in + _RIGHT_PAD_IN) / width
+    bottom, top = _BOTTOM_IN / height, 1 - _TOP_IN / height
+    axes_width = ((right - left) * width - (ncols - 1) * _COLUMN_GAP_IN) / ncols
+    axes_height = ((top - bottom) * height - (nrows - 1) * _ROW_GAP_IN) / nrows
+    grid = figure.add_gridspec(
+        nrows,
+        ncols,
+        left=left,
+        right=right,
+        bottom=bottom,
+        top=top,
+        wspace=_COLUMN_GAP_IN / axes_width,
+        hspace=_ROW_GAP_IN / axes_height,
+    )
+    axes = list(grid.subplots(squeeze=False).flat)
     for extra in axes[n_panels:]:
         extra.set_visible(False)
     return figure, axes[:n_panels]
@@ -465,7 +493,10 @@ def _tick_stride(n: int) -> int:
 
 def _draw_forgetting_curves(stats: Sequence[_AgentStats]) -> Figure:
     n_tasks = stats[0].mean.shape[1]
-    figure, axes = _figure(len(stats), (5.0, 3.6))
+    legend_columns = math.ceil(n_tasks / 15)
+    # The legend's title sets its width for one column; further columns take ~0.95 in each.
+    legend_width_in = max(1.7, 0.2 + 0.95 * legend_columns)
+    figure, axes = _figure(len(stats), (5.0, 3.6), side_in=legend_width_in)
     colors = _task_colors(n_tasks)
     steps = np.arange(n_tasks + 1)
     for ax, agent in zip(axes, stats, strict=True):
@@ -498,9 +529,10 @@ def _draw_forgetting_curves(stats: Sequence[_AgentStats]) -> Figure:
     figure.legend(
         handles,
         labels,
-        loc="outside right upper",
+        loc="upper left",
+        bbox_to_anchor=(1 - legend_width_in / figure.get_figwidth(), axes[0].get_position().y1),
         fontsize="small",
-        ncols=math.ceil(n_tasks / 15),
+        ncols=legend_columns,
         title="● learned; band ±1 std",
         title_fontsize="small",
     )
@@ -510,7 +542,7 @@ def _draw_forgetting_curves(stats: Sequence[_AgentStats]) -> Figure:
 def _draw_accuracy_matrices(stats: Sequence[_AgentStats]) -> Figure:
     n_tasks = stats[0].mean.shape[1]
     side = min(3.0 + 0.35 * n_tasks, 9.0)
-    figure, axes = _figure(len(stats), (side + 1.0, side))
+    figure, axes = _figure(len(stats), (side + 0.6, side), side_in=1.0)
     image = None
     for ax, agent in zip(axes, stats, strict=True):
         image = ax.imshow(agent.mean, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
@@ -536,7 +568,11 @@ def _draw_accuracy_matrices(stats: Sequence[_AgentStats]) -> Figure:
                         color="black" if value > 0.6 else "white",
                     )
     if image is not None:
-        figure.colorbar(image, ax=axes, label="accuracy", shrink=0.9)
+        # A bar 0.2 in wide, 0.3 in right of the panels, as tall as the grid of panels.
+        width = figure.get_figwidth()
+        bottom, top = axes[-1].get_position().y0, axes[0].get_position().y1
+        bar = figure.add_axes((1 - 0.85 / width, bottom, 0.2 / width, top - bottom))
+        figure.colorbar(image, cax=bar, label="accuracy")
     return figure
 
 
