@@ -11,11 +11,13 @@ Every agent of a seed gets the same episodes.
         runs/task_switching/fixed_p0.9__maml+anil+cmaml --ways 5,20
 
 ``--characters pretrain`` draws the episodes from the pre-training alphabets' characters
-instead, for choosing settings on pre-training tasks only; ``--alphabets A+B`` from the
-named alphabets'. ``--learner-setting prototype_vote=false`` changes a field of each loaded
-learner's configuration that has it before adapting (settings ``adapt`` reads; the stream is
-not run again). Prints a table and writes ``summary.json`` and ``summary.md`` under
-``--out``.
+instead, for choosing settings on pre-training tasks only; ``--characters stream`` from the
+new distributions of each run's own stream, rebuilt from its ``config.json`` (for a
+validation plug-in whose new classes are not an Omniglot alphabet as it is, such as
+``validation_stream.py``'s turned Latin); ``--alphabets A+B`` from the named alphabets'.
+``--learner-setting prototype_vote=false`` changes a field of each loaded learner's
+configuration that has it before adapting (settings ``adapt`` reads; the stream is not run
+again). Prints a table and writes ``summary.json`` and ``summary.md`` under ``--out``.
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ import numpy as np
 import torch
 
 from lifelong import load_agent
+from lifelong.config import config_from_dict
 from lifelong.io import atomic_write_text
+from lifelong.run import build_stream
 from lifelong.switching_run import mean_std
 from streams.omniglot_switching import omniglot_switching_pool
-from streams.switching import DistributionKind
+from streams.switching import Distribution, DistributionKind, SwitchingStream
 
 
 def main() -> None:
@@ -46,10 +50,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/adapt_after_stream"))
     parser.add_argument(
         "--characters",
-        choices=("new", "pretrain"),
+        choices=("new", "pretrain", "stream"),
         default="new",
-        help="whose characters the episodes draw: the new alphabets' (the test), or the "
-        "pre-training alphabets' (for choosing settings on pre-training tasks only)",
+        help="whose characters the episodes draw: the new alphabets' (the test), the "
+        "pre-training alphabets' (for choosing settings on pre-training tasks only), or the "
+        "new distributions of each run's own stream (validation plug-ins)",
     )
     parser.add_argument(
         "--alphabets",
@@ -66,7 +71,7 @@ def main() -> None:
     )
     args = parser.parse_args()
     settings = dict(_setting(pair) for pair in args.learner_setting)
-    kind = DistributionKind.NEW if args.characters == "new" else DistributionKind.PRETRAIN
+    kind = DistributionKind.PRETRAIN if args.characters == "pretrain" else DistributionKind.NEW
     named = set(args.alphabets.split("+")) if args.alphabets else None
     torch.set_num_threads(1)
     ways = [int(w) for w in args.ways.split(",")]
@@ -79,10 +84,13 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     for folder, agent, (name, _) in zip(folders, agents, names, strict=True):
         config = json.loads((folder.parents[1] / "config.json").read_text())
-        pool = omniglot_switching_pool(
-            args.data_root, config["stream"]["options"].get("pretrain_alphabets", 3),
-            seed=agent.seed,
-        )
+        if args.characters == "stream":
+            pool = _stream_distributions(config, agent.seed)
+        else:
+            pool = omniglot_switching_pool(
+                args.data_root, config["stream"]["options"].get("pretrain_alphabets", 3),
+                seed=agent.seed,
+            )
         held_out = [d for d in pool if (d.name in named if named else d.kind is kind)]
         if not held_out:
             raise SystemExit(f"no alphabet of {sorted(named or [])} in the pool of {folder}")
@@ -97,6 +105,14 @@ def main() -> None:
     table = markdown(rows, ways, args)
     atomic_write_text(args.out / "summary.md", table)
     print(table)
+
+
+def _stream_distributions(config: dict[str, Any], seed: int) -> tuple[Distribution, ...]:
+    """The distributions of a saved run's stream at ``seed``, built as the run built them."""
+    stream = build_stream(config_from_dict(config).stream, seed)
+    if not isinstance(stream, SwitchingStream):
+        raise SystemExit(f"stream {stream.name!r} is not task-switching; drop --characters stream")
+    return stream.distributions
 
 
 def _setting(pair: str) -> tuple[str, Any]:

@@ -21,6 +21,16 @@ Gaussian pixel noise (option ``noise``, its standard deviation, 0.7 by default; 
 the stream seed), so its samples sit far from their class prototypes under the encoder, as
 one new alphabet's do on a test stream (for choosing how a switch is told from a hard
 batch of a loose task).
+
+``turned_held_out_and_negated`` adds a second new alphabet: Latin turned a quarter turn, its
+characters as 26 more classes (rotated characters as new classes, as in Santoro et al. 2016
+and Vinyals et al. 2016). Its 52 new characters are as many as a test stream's two new
+alphabets bring (48 or 62), where Latin alone makes every 20-way few-shot episode nearly the
+same classes; no other alphabet is free for this, as Latin is the only one that no test seed
+(0-2) draws few-shot episodes from::
+
+    python run_stream.py --stream benchmarks/validation_stream.py:turned_held_out_and_negated \\
+        --data-root ../shared/data/omniglot --seeds 100 --agents lifelong
 """
 
 from __future__ import annotations
@@ -41,8 +51,10 @@ from streams.switching import (
 NAME = "held-out-alphabet"
 NEGATED_NAME = "held-out-and-negated"
 LOOSE_NAME = "loose-held-out-and-negated"
+TURNED_NAME = "turned-held-out-and-negated"
 PRETRAINING = "Early_Aramaic+Korean"
 HELD_OUT = "Latin"
+TURNED = "Latin-turned"
 
 
 def held_out_alphabet(spec: StreamSpec) -> SwitchingStream:
@@ -69,8 +81,21 @@ def loose_held_out_and_negated(spec: StreamSpec) -> SwitchingStream:
     return _build(LOOSE_NAME, spec, negated=True, loose=True)
 
 
+def turned_held_out_and_negated(spec: StreamSpec) -> SwitchingStream:
+    """``held_out_and_negated`` plus Latin turned a quarter turn, as a second new alphabet.
+
+    Options: ``p`` (0.9) and ``labels`` (``shuffled`` or ``fixed``), as ``omniglot-switching``.
+    """
+    return _build(TURNED_NAME, spec, negated=True, turned=True)
+
+
 def _build(
-    name: str, spec: StreamSpec, *, negated: bool, loose: bool = False
+    name: str,
+    spec: StreamSpec,
+    *,
+    negated: bool,
+    loose: bool = False,
+    turned: bool = False,
 ) -> SwitchingStream:
     defaults: dict[str, object] = {"p": 0.9, "labels": "shuffled"}
     if loose:
@@ -78,9 +103,11 @@ def _build(
     options = parse_options(name, spec, defaults)
     pool = omniglot_switching_pool(resolve_data_root(spec.data_root), PRETRAINING, seed=spec.seed)
     kept = [d for d in pool if d.kind is DistributionKind.PRETRAIN or d.name == HELD_OUT]
+    latin = next(d for d in kept if d.name == HELD_OUT)
+    if turned:
+        kept.append(_turned(latin))
     if negated:
-        held_out = next(d for d in kept if d.name == HELD_OUT)
-        kept.append(_negated(held_out))
+        kept.append(_negated(latin))
     if loose:
         # Only the new alphabet is loosened; its negated form stays the clean one's.
         noise = probability(name, options, "noise")  # a standard deviation in [0, 1]
@@ -102,6 +129,16 @@ def _negated(distribution: Distribution) -> Distribution:
         DistributionKind.OOD,
         tuple(1 - x for x in distribution.train),
         tuple(1 - x for x in distribution.test),
+    )
+
+
+def _turned(distribution: Distribution) -> Distribution:
+    """The distribution's drawings turned a quarter turn anticlockwise, as another alphabet."""
+    return Distribution(
+        TURNED,
+        DistributionKind.NEW,
+        tuple(torch.rot90(x, 1, dims=(-2, -1)) for x in distribution.train),
+        tuple(torch.rot90(x, 1, dims=(-2, -1)) for x in distribution.test),
     )
 
 

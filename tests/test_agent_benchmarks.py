@@ -181,6 +181,31 @@ def test_the_negated_stream_adds_the_held_out_alphabet_negated_as_out_of_distrib
     assert len(set(stream.truth.distribution.tolist())) == 4
 
 
+def test_the_turned_stream_adds_latin_turned_a_quarter_as_a_second_new_alphabet(shared_data):
+    from streams.base import StreamSpec
+    from streams.switching import DistributionKind
+
+    validation_stream = _load("validation_stream")
+    spec = StreamSpec(n_tasks=300, seed=100, data_root=shared_data / "omniglot")
+    stream = validation_stream.turned_held_out_and_negated(spec)
+    by_name = {d.name: d for d in stream.distributions}
+    assert {name: d.kind for name, d in by_name.items()} == {
+        "Early_Aramaic": DistributionKind.PRETRAIN,
+        "Korean": DistributionKind.PRETRAIN,
+        "Latin": DistributionKind.NEW,
+        "Latin-turned": DistributionKind.NEW,
+        "Latin-negated": DistributionKind.OOD,
+    }
+    latin, turned = by_name["Latin"], by_name["Latin-turned"]
+    assert len(turned.train) == len(turned.test) == len(latin.train) == 26
+    # A quarter turn anticlockwise: the top row is the upright last column, read downwards.
+    drawing = latin.test[3][0, 0]
+    assert torch.equal(turned.test[3][0, 0, 0], drawing[:, -1])
+    assert torch.equal(turned.train[5], torch.rot90(latin.train[5], 1, dims=(-2, -1)))
+    assert not torch.equal(turned.train[5], latin.train[5])
+    assert len(set(stream.truth.distribution.tolist())) == 5
+
+
 def test_the_loose_stream_adds_fixed_noise_to_the_new_alphabet_only(shared_data):
     from streams.base import StreamSpec
 
