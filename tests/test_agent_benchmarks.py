@@ -141,15 +141,20 @@ def test_memory_bytes_summary_puts_equal_bytes_beside_equal_samples():
     assert "replay" not in costs
 
 
-def test_the_held_out_alphabet_stream_pretrains_on_two_alphabets_and_meets_the_third(shared_data):
+def _validation_stream(shared_data, function: str, **options):
+    """``benchmarks/validation_stream.py``'s stream ``function`` at seed 100, 300 steps."""
     from streams.base import StreamSpec
+
+    spec = StreamSpec(n_tasks=300, seed=100, data_root=shared_data / "omniglot", options=options)
+    stream = getattr(_load("validation_stream"), function)(spec)
+    return stream, {d.name: d for d in stream.distributions}
+
+
+def test_the_held_out_alphabet_stream_pretrains_on_two_alphabets_and_meets_the_third(shared_data):
     from streams.switching import DistributionKind
 
-    validation_stream = _load("validation_stream")
-    spec = StreamSpec(n_tasks=300, seed=100, data_root=shared_data / "omniglot")
-    stream = validation_stream.held_out_alphabet(spec)
-    kinds = {d.name: d.kind for d in stream.distributions}
-    assert kinds == {
+    stream, by_name = _validation_stream(shared_data, "held_out_alphabet")
+    assert {name: d.kind for name, d in by_name.items()} == {
         "Early_Aramaic": DistributionKind.PRETRAIN,
         "Korean": DistributionKind.PRETRAIN,
         "Latin": DistributionKind.NEW,
@@ -161,13 +166,9 @@ def test_the_held_out_alphabet_stream_pretrains_on_two_alphabets_and_meets_the_t
 def test_the_negated_stream_adds_the_held_out_alphabet_negated_as_out_of_distribution(
     shared_data,
 ):
-    from streams.base import StreamSpec
     from streams.switching import DistributionKind
 
-    validation_stream = _load("validation_stream")
-    spec = StreamSpec(n_tasks=300, seed=100, data_root=shared_data / "omniglot")
-    stream = validation_stream.held_out_and_negated(spec)
-    by_name = {d.name: d for d in stream.distributions}
+    stream, by_name = _validation_stream(shared_data, "held_out_and_negated")
     assert {name: d.kind for name, d in by_name.items()} == {
         "Early_Aramaic": DistributionKind.PRETRAIN,
         "Korean": DistributionKind.PRETRAIN,
@@ -182,13 +183,9 @@ def test_the_negated_stream_adds_the_held_out_alphabet_negated_as_out_of_distrib
 
 
 def test_the_turned_stream_adds_latin_turned_a_quarter_as_a_second_new_alphabet(shared_data):
-    from streams.base import StreamSpec
     from streams.switching import DistributionKind
 
-    validation_stream = _load("validation_stream")
-    spec = StreamSpec(n_tasks=300, seed=100, data_root=shared_data / "omniglot")
-    stream = validation_stream.turned_held_out_and_negated(spec)
-    by_name = {d.name: d for d in stream.distributions}
+    stream, by_name = _validation_stream(shared_data, "turned_held_out_and_negated")
     assert {name: d.kind for name, d in by_name.items()} == {
         "Early_Aramaic": DistributionKind.PRETRAIN,
         "Korean": DistributionKind.PRETRAIN,
@@ -207,21 +204,16 @@ def test_the_turned_stream_adds_latin_turned_a_quarter_as_a_second_new_alphabet(
 
 
 def test_the_loose_stream_adds_fixed_noise_to_the_new_alphabet_only(shared_data):
-    from streams.base import StreamSpec
-
-    validation_stream = _load("validation_stream")
-    spec = StreamSpec(n_tasks=300, seed=100, data_root=shared_data / "omniglot")
-    clean = {d.name: d for d in validation_stream.held_out_and_negated(spec).distributions}
-    loose = {d.name: d for d in validation_stream.loose_held_out_and_negated(spec).distributions}
-    again = {d.name: d for d in validation_stream.loose_held_out_and_negated(spec).distributions}
+    _, clean = _validation_stream(shared_data, "held_out_and_negated")
+    _, loose = _validation_stream(shared_data, "loose_held_out_and_negated")
+    _, again = _validation_stream(shared_data, "loose_held_out_and_negated")
     assert loose.keys() == clean.keys()
     for name in ("Early_Aramaic", "Korean", "Latin-negated"):
         assert torch.equal(loose[name].train[0], clean[name].train[0])
     noisy, drawing = loose["Latin"].train[0], clean["Latin"].train[0]
     assert not torch.equal(noisy, drawing) and 0 <= float(noisy.min()) <= float(noisy.max()) <= 1
     assert torch.equal(noisy, again["Latin"].train[0])  # fixed by the stream seed
-    quiet = StreamSpec(n_tasks=300, seed=100, data_root=spec.data_root, options={"noise": 0.1})
-    less = {d.name: d for d in validation_stream.loose_held_out_and_negated(quiet).distributions}
+    _, less = _validation_stream(shared_data, "loose_held_out_and_negated", noise=0.1)
     change = (less["Latin"].test[0] - clean["Latin"].test[0]).abs().mean()
     assert 0 < change < (loose["Latin"].test[0] - clean["Latin"].test[0]).abs().mean()
 
