@@ -542,7 +542,8 @@ def _draw_forgetting_curves(stats: Sequence[_AgentStats]) -> Figure:
 def _draw_accuracy_matrices(stats: Sequence[_AgentStats]) -> Figure:
     n_tasks = stats[0].mean.shape[1]
     side = min(3.0 + 0.35 * n_tasks, 9.0)
-    figure, axes = _figure(len(stats), (side + 0.6, side), side_in=1.0)
+    bar_side_in = 1.0  # the colour bar, its ticks and its label
+    figure, axes = _figure(len(stats), (side + 0.6, side), side_in=bar_side_in)
     image = None
     for ax, agent in zip(axes, stats, strict=True):
         image = ax.imshow(agent.mean, vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
@@ -571,7 +572,8 @@ def _draw_accuracy_matrices(stats: Sequence[_AgentStats]) -> Figure:
         # A bar 0.2 in wide, 0.3 in right of the panels, as tall as the grid of panels.
         width = figure.get_figwidth()
         bottom, top = axes[-1].get_position().y0, axes[0].get_position().y1
-        bar = figure.add_axes((1 - 0.85 / width, bottom, 0.2 / width, top - bottom))
+        left = 1 - (bar_side_in + _RIGHT_PAD_IN - 0.3) / width
+        bar = figure.add_axes((left, bottom, 0.2 / width, top - bottom))
         figure.colorbar(image, cax=bar, label="accuracy")
     return figure
 

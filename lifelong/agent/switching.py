@@ -322,17 +322,17 @@ class SwitchingLearner:
         scale = self.config.vote_scale if self.config.vote_normalise else None
 
         def predict(x: torch.Tensor) -> torch.Tensor:
-            frozen: torch.Tensor | None
+            frozen: torch.Tensor | None = None
             with torch.no_grad():
                 if block is None or trunk is None or offsets is None:
                     frozen = features = encoder(x)
                 else:
                     features = fw.block_features(block, trunk(x), offsets)
-                    # The frozen encoder runs beside the block only when the vote needs it.
-                    frozen = encoder(x) if vote else None
                 logits = fw.head_logits(fw.transform(features, meta), head, meta)
-                if not vote or frozen is None:
+                if not vote:
                     return logits
+                # Beside the block, the frozen encoder runs only here, where the vote needs it.
+                frozen = encoder(x) if frozen is None else frozen
                 # The task's nearest prototype under the frozen encoder, as a second opinion.
                 return logits.log_softmax(1) + _prototype_vote(frozen, sums, counts, scale)
 
