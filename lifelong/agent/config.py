@@ -16,78 +16,62 @@ RECOGNISE_RULES = ("prototypes", "head")
 
 @dataclass(frozen=True)
 class LifelongConfig:
-    """Hyperparameters of the ``lifelong`` agent.
+    """Hyperparameters of the ``lifelong`` agent, one configuration for every stream.
 
-    Defaults were chosen on held-out training data (``--validation-fraction 0.2``), never on
-    test sets: first on split-digits and rotated-MNIST, then (``distill_weight``) on
-    rotated-MNIST, split-MNIST and recurring-rotated-MNIST, then (``lookahead``,
-    ``steps_per_batch``, ``replay_batch``) on those, permuted-MNIST and split-omniglot, with
-    ``benchmarks/agent_search.py`` (``benchmarks/results/agent_search/``).
-
-    On task sequences the task memory and the learned look-ahead learning rates came back
-    after being removed (commit 5f924d4): the mission keeps them in the default agent. Their
-    ablations on validation data are in ``benchmarks/results/sequence_ablation/``:
-    retrieval-driven replay gives nothing there, the learned rates up to 0.8 points.
+    Every default was chosen on validation data (held-out training data,
+    ``--validation-fraction``, or validation streams built from alphabets no test stream
+    uses), never on a test split. A field whose value was chosen says where; the tables are in
+    ``benchmarks/results/``, and the ablations of the task-sequence path in
+    ``benchmarks/results/sequence_ablation/``.
     """
 
     lookahead: bool = True
     """Start every step with a look-ahead SGD step on the incoming batch alone (off: each
     step is one SGD step on the incoming plus replayed samples, as in experience replay).
-    Switching it off lowered validation ACC on all five streams searched, by 2.8-10 points
-    with one step per batch and by 0.7-5 points even with two plain steps."""
+    Chosen on validation data: ``benchmarks/results/agent_search/``."""
     commit_lookahead: bool = True
-    """Start the weight update from the look-ahead weights θ' (off: from θ, as La-MAML does;
-    with one look-ahead step per batch that left the first task of split-digits at chance)."""
+    """Start the weight update from the look-ahead weights θ' (off: from θ, as La-MAML does).
+    Chosen on split-digits validation data: ``benchmarks/results/agent_search/``."""
 
     # --- Replay ---
     replay: bool = True
     """Mix replayed samples into every meta step."""
     replay_batch: int = 50
-    """Replayed samples per step, drawn uniformly over past tasks. A method hyperparameter,
-    not part of the memory budget (the baselines replay 10). Chosen on held-out training
-    data: 50 beat 10 on split-digits (81.6% vs 77.6%, seed 0, 3 epochs) and on rotated-MNIST
-    (73.5% vs 67.3%, 10 tasks); 100 was within 0.5 points of 50 on all five streams searched
-    later."""
+    """Replayed samples per step, drawn from the episodic memory. A method hyperparameter,
+    not part of the memory budget (the baselines replay 10). Chosen on validation data:
+    ``benchmarks/results/agent_search/``."""
     distill_weight: float = 0.5
     """Weight of the mean squared error between replayed samples' logits and the logits the
     model gave them when they were stored (dark-knowledge replay, as in DER); 0 turns it off.
     The stored logits cost ``n_classes`` floats per stored sample and are counted in
-    ``LifelongAgent.extra_bytes``. On validation data 0.5 added 6-8 points on rotated-MNIST,
-    about 2 on split-MNIST and 2-3.4 on recurring-rotated-MNIST over 0; against 1.0 it tied
-    (ahead on three of five streams, behind on two, each within a standard deviation)."""
+    ``LifelongAgent.extra_bytes``. Chosen on validation data:
+    ``benchmarks/results/agent_search/``."""
     steps_per_batch: int = 1
     """Meta steps per incoming batch, each with a fresh replay draw and each costing two
-    forward and backward passes. On validation data a second step added 0.4-1.8 points on
-    split-, rotated-, permuted- and recurring-rotated-MNIST and cost 1.6 on split-omniglot,
-    but doubled the training time, which took the agent past twice replay's wall time where
-    training dominates (split-MNIST, split-omniglot: issue 4's limit). So one."""
+    forward and backward passes. The best setting on validation data within twice replay's
+    wall time: ``benchmarks/results/agent_search/``."""
     slow_momentum: float = 0.998
     """Task sequences: keep slow weights, a moving average θ_slow ← m·θ_slow + (1 − m)·θ_fast
     of the trained (fast) weights after every step, with this ``m``; predictions mix the two
     networks (``slow_share``). 0 turns them off: predictions from the trained weights
-    alone. The copy costs one model's float32 parameters, counted as ``records``. Best of
-    0.99, 0.995, 0.998 and 0.999 on validation rotated- and permuted-MNIST (memory 200,
-    ``benchmarks/results/slow_weights/``)."""
+    alone. The copy costs one model's float32 parameters, counted as ``records``. Chosen on
+    validation data: ``benchmarks/results/slow_weights/``."""
     slow_share: float = 0.5
     """Weight of the slow weights' class probabilities in a prediction, the trained weights'
     taking the rest (0: the trained weights alone; 1: the slow ones alone, which lag behind
-    the current task: 6.8 points lower on validation permuted-MNIST). Best of 0.4, 0.5, 0.7
-    and 1 on validation rotated- and permuted-MNIST."""
+    the current task). Chosen on validation data: ``benchmarks/results/slow_weights/``."""
     slow_budget_share: float = 0.25
     """Under a byte budget (``--memory-bytes``), keep the slow weights only when their bytes
     are at most this share of it; otherwise the bytes buy stored samples. Set between two
-    validation points (rotated-, permuted-MNIST): at 627,200 bytes the copy would take 57%
-    of the budget and cost 0.5 and 0.8 points against the samples it displaces; at 2,000,000
-    it takes 18% and gave +0.8 and -0.2."""
+    validation budgets: ``benchmarks/results/slow_weights/``."""
     memory_policy: str = "class_balanced"
     """Replacement policy of the episodic memory (``memory.policies``)."""
     bytes_codec: str = "PQ/4x4"
     """How stored samples are kept when the budget is in bytes (``--memory-bytes``): a FAISS
     factory string (``memory.codec``), or ``"none"`` for float32. Under ``--memory-size``
-    samples stay float32, since codes would only lose detail there. The default, a product
-    quantiser over sub-vectors of 4 values with 16 centroids each (98 bytes an MNIST image),
-    with ``bytes_codec_fallback``, beat float32, SQ8 and SQ4 on validation data
-    (``benchmarks/results/memory_bytes/``)."""
+    samples stay float32, since codes would only lose detail there. The default is a product
+    quantiser over sub-vectors of 4 values with 16 centroids each (98 bytes an MNIST image).
+    Chosen on validation data: ``benchmarks/results/memory_bytes/``."""
     bytes_codec_fallback: str = "SQ4"
     """A codec the memory moves to, once, instead of retraining ``bytes_codec`` the first
     time it needs retraining, if what it stores fits (``memory.EpisodicMemory``'s
@@ -119,9 +103,9 @@ class LifelongConfig:
     offsets' initialisation by Reptile. Off: they keep their initial values (on sequences:
     the run's ``lr``; block offsets: zero)."""
     meta_lr: float = 0.001
-    """Adam's learning rate for the meta-parameters, on both paths (best of 0.001, 0.01, 0.03
-    on the task-switching validation stream; on task sequences it steps log learning
-    rates)."""
+    """Adam's learning rate for the meta-parameters, on both paths (on task sequences it
+    steps log learning rates). Chosen on a task-switching validation stream:
+    ``benchmarks/results/task_switching/README.md``."""
     candidates: int = 5
     """Records the FAISS task memory returns per search (set by hand). Task-switching: the
     best-fitting one is used; task sequences: all share the retrieved half of replay."""
@@ -131,19 +115,18 @@ class LifelongConfig:
     """Predict an unlabelled batch that fits the current task poorly with the stored task
     that fits it best (task-agnostic prediction). Needs ``retrieval``."""
     inner_steps: int = 5
-    """SGD steps that adapt a task's head on its samples (set by hand; 3, 10 and 20 tie with
-    it on validation streams: ``benchmarks/results/block_validation/inner_steps/``)."""
+    """SGD steps that adapt a task's head on its samples (set by hand, then checked on
+    validation streams: ``benchmarks/results/block_validation/inner_steps/``)."""
     inner_lr: float = 0.01
-    """Initial inner learning rate of every head parameter, then meta-learned (0.1 tied it
-    on the validation stream of ``benchmarks/results/task_switching/README.md``)."""
+    """Initial inner learning rate of every head parameter, then meta-learned (checked on a
+    validation stream: ``benchmarks/results/task_switching/README.md``)."""
     support_window: int = 50
     """Most recent samples of the current segment a head adapts on, and whose prototypes
     under a task's block offsets start it (set by hand; checked on validation streams:
     ``benchmarks/results/block_validation/support_window/``)."""
     replay_samples: int = 50
-    """Stored samples of a task drawn into an adaptation or a replayed meta-episode (of 10,
-    25, 50 and 100, 50 and 100 tied best on validation streams and 50 costs less:
-    ``benchmarks/results/block_validation/replay_samples/``)."""
+    """Stored samples of a task drawn into an adaptation or a replayed meta-episode. Chosen
+    on validation streams: ``benchmarks/results/block_validation/replay_samples/``."""
     recur_accuracy: float = 0.8
     """Share of a labelled batch a stored task must get right to be the same task coming
     back (set by hand: four of five labels at 5 ways)."""
@@ -154,14 +137,12 @@ class LifelongConfig:
     stored samples under its block offsets, as a routed prediction is (``head``). A task
     whose samples sit far from their prototypes (a new or out-of-distribution alphabet) is
     labelled far better by its head, so under ``prototypes`` it was often not recognised
-    and came back as a new record. Chosen on validation streams (mean OCA 95.56 against
-    95.47 and 89.63 against 89.01, fewer records):
+    and came back as a new record. Chosen on validation streams:
     ``benchmarks/results/block_validation/recognise_rule/``."""
     route_quantile: float = 0.95
     """Routing is proposed when a batch fits the current task worse than this quantile of
-    the recent batches that were in-task (set by hand; 0.8 to 0.99 tie on validation
-    streams: ``benchmarks/results/block_validation/route_quantile/``; routing then checks
-    itself)."""
+    the recent batches that were in-task; routing then checks itself (set by hand, then
+    checked on validation streams: ``benchmarks/results/block_validation/route_quantile/``)."""
     route_rule: str = "below_current"
     """Which stored record a batch flagged by ``route_quantile`` is routed to: the
     best-fitting one the FAISS search returns, if it fits the batch better than the current
@@ -182,9 +163,8 @@ class LifelongConfig:
     projection_decay: float = 0.01
     """Share of ``P - I`` removed after every meta-update, which keeps the meta-learned
     feature map ``P`` near the identity, the pre-trained encoder's own geometry (decoupled
-    from Adam's step, as AdamW's weight decay is; 0: none). Of 0 to 0.1, the best 20-way
-    ``adapt`` after the stream among the values that cost no validation stream more than 0.1
-    OCA points (``benchmarks/results/task_switching_validation/``)."""
+    from Adam's step, as AdamW's weight decay is; 0: none). Chosen on validation streams, by
+    20-way ``adapt`` at no cost in OCA: ``benchmarks/results/task_switching_validation/``."""
     fast_block: bool = True
     """Give every task offsets of the encoder's last block's parameters (task-switching
     streams): each labelled batch of the task steps them along its meta-gradient (the
@@ -214,9 +194,8 @@ class LifelongConfig:
     batch joins that step, so the shared encoder keeps serving the tasks most like the
     current one. Task keys, prototypes and fits stay on the frozen pre-trained encoder, so
     they remain comparable across the stream; the copy's float32 weights are counted as
-    ``records``. Of 0, 1e-4 and 3e-4, the best mean OCA on the validation streams (32 runs);
-    the steps cost about three times the agent's wall time there
-    (``benchmarks/results/block_validation/slow_encoder/``)."""
+    ``records``. Chosen on validation streams:
+    ``benchmarks/results/block_validation/slow_encoder/``."""
     encoder_refresh: int = 100
     """Labelled batches between re-encodings of the stored samples' fast-weight inputs by the
     slow encoder (``encoder_lr``), whose outputs drift as it learns."""
