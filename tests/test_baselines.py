@@ -63,9 +63,25 @@ TRAIN = TrainConfig(
     epochs=5, batch_size=10, eval_batch_size=256, lr=0.1, memory_size=60, hidden=(32, 32)
 )
 AGENTS = sorted(a for a, entry in available_agents().items() if entry.scenarios & ALL_SCENARIOS)
-PAIRS = [(a, s) for a in AGENTS for s in ALL_SCENARIOS if s in get_agent(a).scenarios]
+RUN_PAIRS = [(a, s) for a in AGENTS for s in ALL_SCENARIOS if s in get_agent(a).scenarios]
 REFUSED = [(a, s) for a in AGENTS for s in ALL_SCENARIOS if s not in get_agent(a).scenarios]
-MEMORY_PAIRS = [(a, s) for a, s in PAIRS if get_agent(a).uses_memory]
+SLOW_PAIRS = {("mer", Scenario.DOMAIN_INCREMENTAL), ("mer", Scenario.TASK_INCREMENTAL)}
+"""Runs of 30 s or more on 2 cores (MER takes 100 single-sample SGD steps per incoming batch):
+the slow tier runs them. The fast tier still runs MER, on its class-incremental stream."""
+
+
+def _tiered(pairs: list[tuple[str, Scenario]]) -> list:
+    """``pairs`` as test parameters, those in ``SLOW_PAIRS`` marked slow."""
+    return [
+        pytest.param(agent, scenario, marks=pytest.mark.slow)
+        if (agent, scenario) in SLOW_PAIRS
+        else (agent, scenario)
+        for agent, scenario in pairs
+    ]
+
+
+PAIRS = _tiered(RUN_PAIRS)
+MEMORY_PAIRS = _tiered([(a, s) for a, s in RUN_PAIRS if get_agent(a).uses_memory])
 BASELINES = [a for a in AGENTS if get_agent(a).factory.__module__.startswith("lifelong.methods.")]
 
 
