@@ -35,6 +35,8 @@ same classes; no other alphabet is free for this, as Latin is the only one that 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from streams.base import StreamSpec
@@ -124,21 +126,14 @@ def _build(
 
 def _negated(distribution: Distribution) -> Distribution:
     """The distribution with every drawing's intensities negated, as out-of-distribution."""
-    return Distribution(
-        f"{distribution.name}-negated",
-        DistributionKind.OOD,
-        tuple(1 - x for x in distribution.train),
-        tuple(1 - x for x in distribution.test),
-    )
+    name = f"{distribution.name}-negated"
+    return _mapped(distribution, name, DistributionKind.OOD, lambda x: 1 - x)
 
 
 def _turned(distribution: Distribution) -> Distribution:
     """The distribution's drawings turned a quarter turn anticlockwise, as another alphabet."""
-    return Distribution(
-        TURNED,
-        DistributionKind.NEW,
-        tuple(torch.rot90(x, 1, dims=(-2, -1)) for x in distribution.train),
-        tuple(torch.rot90(x, 1, dims=(-2, -1)) for x in distribution.test),
+    return _mapped(
+        distribution, TURNED, DistributionKind.NEW, lambda x: torch.rot90(x, 1, dims=(-2, -1))
     )
 
 
@@ -149,9 +144,19 @@ def _noisy(distribution: Distribution, std: float, seed: int) -> Distribution:
     def noisy(x: torch.Tensor) -> torch.Tensor:
         return (x + std * torch.randn(x.shape, generator=generator)).clamp(0, 1)
 
+    return _mapped(distribution, distribution.name, distribution.kind, noisy)
+
+
+def _mapped(
+    distribution: Distribution,
+    name: str,
+    kind: DistributionKind,
+    each: Callable[[torch.Tensor], torch.Tensor],
+) -> Distribution:
+    """``each`` applied to every drawing, the training ones first, as a distribution ``name``."""
     return Distribution(
-        distribution.name,
-        distribution.kind,
-        tuple(noisy(x) for x in distribution.train),
-        tuple(noisy(x) for x in distribution.test),
+        name,
+        kind,
+        tuple(each(x) for x in distribution.train),
+        tuple(each(x) for x in distribution.test),
     )
