@@ -8,7 +8,8 @@
 #
 #   bash benchmarks/keep_validation.sh OUT TABLE NAME=FIELD=VALUE[,FIELD=VALUE...] ...
 #
-# SEEDS="102 103" runs other stream seeds (fresh validation streams, same alphabets).
+# SEEDS="102 103" runs other stream seeds (fresh validation streams, same alphabets);
+# STREAMS="few_negated" other streams of validation_stream.py.
 #
 # It was written for keeping hard batches in their task. Its first use (2026-12-06) tried
 # two fields of a patch that was then reverted (benchmarks/results/block_validation/README.md,
@@ -32,7 +33,7 @@ for spec in "$@"; do
     variants+=(--agent-option "$name.$setting")
   done
 done
-for stream in held_out_and_negated loose_held_out_and_negated; do
+for stream in ${STREAMS:-held_out_and_negated loose_held_out_and_negated}; do
   for setting in fixed_0.9 fixed_0.98 shuffled_0.9 shuffled_0.98; do
     labels=${setting%_*}; p=${setting#*_}
     for seed in ${SEEDS:-100 101}; do

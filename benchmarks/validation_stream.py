@@ -31,6 +31,9 @@ same classes; no other alphabet is free for this, as Latin is the only one that 
 
     python run_stream.py --stream benchmarks/validation_stream.py:turned_held_out_and_negated \\
         --data-root ../shared/data/omniglot --seeds 100 --agents lifelong
+
+``few_negated`` keeps only Latin's first 10 characters in the negated kind, as many classes as
+the test streams' digits, so that each comes back as often as a digit does.
 """
 
 from __future__ import annotations
@@ -54,6 +57,9 @@ NAME = "held-out-alphabet"
 NEGATED_NAME = "held-out-and-negated"
 LOOSE_NAME = "loose-held-out-and-negated"
 TURNED_NAME = "turned-held-out-and-negated"
+FEW_NEGATED_NAME = "few-negated"
+OOD_CLASSES = 10
+"""Characters of ``few_negated``'s out-of-distribution kind: as many as the test's digits."""
 PRETRAINING = "Early_Aramaic+Korean"
 HELD_OUT = "Latin"
 TURNED = "Latin-turned"
@@ -91,6 +97,19 @@ def turned_held_out_and_negated(spec: StreamSpec) -> SwitchingStream:
     return _build(TURNED_NAME, spec, negated=True, turned=True)
 
 
+def few_negated(spec: StreamSpec) -> SwitchingStream:
+    """``held_out_and_negated`` whose out-of-distribution kind holds only 10 characters.
+
+    The test streams' out-of-distribution kind is the 10 digits, so each of its classes comes
+    back often; the negated alphabet's 26 characters come back less than half as often.
+    Here the negated kind is Latin's first ``OOD_CLASSES`` characters, negated, for choices
+    that depend on how often a class recurs (borrowing a class met before).
+
+    Options: ``p`` (0.9) and ``labels`` (``shuffled`` or ``fixed``), as ``omniglot-switching``.
+    """
+    return _build(FEW_NEGATED_NAME, spec, negated=True, ood_classes=OOD_CLASSES)
+
+
 def _build(
     name: str,
     spec: StreamSpec,
@@ -98,6 +117,7 @@ def _build(
     negated: bool,
     loose: bool = False,
     turned: bool = False,
+    ood_classes: int | None = None,
 ) -> SwitchingStream:
     defaults: dict[str, object] = {"p": 0.9, "labels": "shuffled"}
     if loose:
@@ -109,7 +129,7 @@ def _build(
     if turned:
         kept.append(_turned(latin))
     if negated:
-        kept.append(_negated(latin))
+        kept.append(_negated(_first_classes(latin, ood_classes)))
     if loose:
         # Only the new alphabet is loosened; its negated form stays the clean one's.
         noise = probability(name, options, "noise")  # a standard deviation in [0, 1]
@@ -121,6 +141,15 @@ def _build(
         seed=spec.seed,
         p_stay=probability(name, options, "p"),
         labels=choice(name, options, "labels", ("shuffled", "fixed")),
+    )
+
+
+def _first_classes(distribution: Distribution, count: int | None) -> Distribution:
+    """The distribution's first ``count`` classes (all of them when ``None``)."""
+    if count is None:
+        return distribution
+    return Distribution(
+        distribution.name, distribution.kind, distribution.train[:count], distribution.test[:count]
     )
 
 
