@@ -203,6 +203,19 @@ def test_the_turned_stream_adds_latin_turned_a_quarter_as_a_second_new_alphabet(
     assert len(set(stream.truth.distribution.tolist())) == 5
 
 
+def test_the_few_negated_stream_keeps_ten_characters_of_the_negated_kind(shared_data):
+    _, full = _validation_stream(shared_data, "held_out_and_negated")
+    stream, few = _validation_stream(shared_data, "few_negated")
+    assert few.keys() == full.keys()
+    assert len(few["Latin"].train) == 26
+    negated = few["Latin-negated"]
+    assert len(negated.train) == len(negated.test) == 10
+    first = full["Latin-negated"].train[:10]
+    assert all(torch.equal(a, b) for a, b in zip(negated.train, first, strict=True))
+    ood = [step for step, kind in enumerate(stream.truth.kind) if kind.value == "ood"]
+    assert ood and int(stream.truth.classes[ood].max()) < 10
+
+
 def test_the_loose_stream_adds_fixed_noise_to_the_new_alphabet_only(shared_data):
     _, clean = _validation_stream(shared_data, "held_out_and_negated")
     _, loose = _validation_stream(shared_data, "loose_held_out_and_negated")
