@@ -16,11 +16,16 @@ A loader is left as it is where that could change a batch: data sets with a tran
 Avalanche's or the wrapped data set's own (random augmentation would be frozen), loader
 worker processes, or a collate whose result is not a list of tensors of one row per
 sample.
+
+The replay buffers of DER, ER-ACE and MIR are drawn the same way, through a torch
+``DataLoader`` over the buffer; ``served_replay`` serves those too, where the experience draws
+more samples than the buffer holds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import inspect
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from typing import Any
 
 import torch
@@ -30,7 +35,8 @@ from avalanche.benchmarks.utils.data_loader import (
     _make_data_loader_with_batched_sampler,
 )
 from avalanche.core import SupervisedPlugin
-from torch.utils.data import ConcatDataset, Dataset, Sampler
+from avalanche.training.utils import cycle
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 __all__ = ["TensorBatches", "collated_columns", "is_servable"]
 
@@ -44,7 +50,7 @@ class TensorBatches(SupervisedPlugin):
     """
 
     def before_training_exp(self, strategy: Any, **kwargs: Any) -> None:
-        """Switch the loader just made for this experience to tensor-served batches."""
+        """Switch the loaders just made for this experience to tensor-served batches."""
         loader = getattr(strategy, "dataloader", None)
         if isinstance(loader, MultiDatasetDataLoader) and is_servable(loader):
             # The one hook Avalanche offers between its batch sampler and torch's
@@ -52,6 +58,54 @@ class TensorBatches(SupervisedPlugin):
             loader._make_pytorch_loader = _ServedLoaders(
                 loader.loader_kwargs, loader._make_pytorch_loader
             )
+        iterations = len(loader) * strategy.train_epochs if loader is not None else 0
+        for owner in (strategy, *strategy.plugins):
+            replay = getattr(owner, "replay_loader", None)
+            served = served_replay(replay, iterations) if replay is not None else None
+            if served is not None:
+                owner.replay_loader = served
+
+
+def served_replay(replay: Any, iterations: int) -> Iterator[list[torch.Tensor]] | None:
+    """A buffer's replay batches served from tensors, or ``None`` to keep ``replay``.
+
+    DER, ER-ACE and MIR draw replay batches from ``avalanche.training.utils.cycle`` over a
+    torch ``DataLoader`` of their buffer, which builds every batch sample by sample. The
+    same ``cycle`` over the buffer's collated tensors, with the loader's own batch sampler
+    and generator, draws the same indices from the same random numbers.
+
+    Args:
+        replay: The owner's ``replay_loader``; only a ``cycle`` not started yet is served.
+        iterations: Training iterations of the experience, each drawing one batch at most.
+            Reading the buffer into tensors costs a read per stored sample, so a buffer
+            larger than the experience's draws is left to sample-by-sample reads (a
+            task-switching stream trains one iteration per experience).
+    """
+    if not (
+        inspect.isgenerator(replay)
+        and replay.gi_code is cycle.__code__
+        and inspect.getgeneratorstate(replay) == inspect.GEN_CREATED
+    ):
+        return None
+    loader = replay.gi_frame.f_locals["loader"] if replay.gi_frame is not None else None
+    if not isinstance(loader, DataLoader) or loader.num_workers or loader.batch_size is None:
+        return None
+    buffer = loader.dataset
+    if not isinstance(buffer, Sized) or iterations * loader.batch_size <= len(buffer):
+        return None
+    if not _without_transforms(buffer):
+        return None
+    columns = collated_columns([buffer], loader.collate_fn)
+    if columns is None:
+        return None
+    return cycle(
+        DataLoader(
+            _Columns(columns),
+            batch_sampler=loader.batch_sampler,
+            collate_fn=_already_collated,
+            generator=loader.generator,
+        )
+    )
 
 
 def is_servable(loader: MultiDatasetDataLoader) -> bool:

@@ -10,11 +10,12 @@ from avalanche.benchmarks.utils.data_loader import (
     ReplayDataLoader,
     TaskBalancedDataLoader,
 )
-from torch.utils.data import Dataset
+from avalanche.training.utils import cycle
+from torch.utils.data import DataLoader, Dataset
 
 from lifelong import RunConfig, StreamConfig, TrainConfig, run
 from lifelong.run import resolve_agents
-from lifelong.tensor_batches import TensorBatches, is_servable
+from lifelong.tensor_batches import TensorBatches, is_servable, served_replay
 from streams import make_stream
 from streams.base import StreamSpec
 
@@ -50,8 +51,11 @@ def _loaders() -> dict[str, MultiDatasetDataLoader]:
 
 
 class _Strategy:
-    def __init__(self, loader: MultiDatasetDataLoader) -> None:
+    def __init__(self, loader: MultiDatasetDataLoader, replay_loader=None) -> None:
         self.dataloader = loader
+        self.train_epochs = 1
+        self.plugins: list = []
+        self.replay_loader = replay_loader
 
 
 def _epochs(loader: MultiDatasetDataLoader, n_epochs: int = 2) -> tuple[list, torch.Tensor]:
@@ -75,6 +79,43 @@ def test_served_batches_are_avalanches_bit_for_bit_with_the_same_random_draws(ki
             assert column.dtype == reference.dtype
             assert torch.equal(column, reference)
     assert torch.equal(state, expected_state)
+
+
+def _buffer_replay(buffer_size: int = 60):
+    """The replay loader DER and ER-ACE make over their buffer, on a real stream's samples."""
+    buffer = _datasets()[0].subset(range(buffer_size))
+    return cycle(DataLoader(buffer, batch_size=7, shuffle=True, drop_last=True))
+
+
+def test_a_buffers_replay_batches_are_avalanches_bit_for_bit_with_the_same_random_draws():
+    torch.manual_seed(3)
+    replay = _buffer_replay()
+    expected = [next(replay) for _ in range(25)]  # past the buffer's end: a second pass
+    expected_state = torch.get_rng_state()
+    torch.manual_seed(3)
+    strategy = _Strategy(MultiDatasetDataLoader([_datasets()[1]], [10]), _buffer_replay())
+    original = strategy.replay_loader
+    TensorBatches().before_training_exp(strategy)
+    assert strategy.replay_loader is not original, "not served"
+    served = [next(strategy.replay_loader) for _ in range(25)]
+    for ours, theirs in zip(served, expected, strict=True):
+        assert len(ours) == len(theirs) == 3
+        for column, reference in zip(ours, theirs, strict=True):
+            assert column.dtype == reference.dtype
+            assert torch.equal(column, reference)
+    assert torch.equal(torch.get_rng_state(), expected_state)
+
+
+def test_a_replay_loader_already_started_or_larger_than_its_draws_is_kept():
+    loader = MultiDatasetDataLoader([_datasets()[1]], [10])
+    started = _buffer_replay()
+    next(started)
+    strategy = _Strategy(loader, started)
+    TensorBatches().before_training_exp(strategy)
+    assert strategy.replay_loader is started
+    # One iteration of 7 draws from a buffer of 60: reading the buffer would cost more.
+    assert served_replay(_buffer_replay(), iterations=1) is None
+    assert served_replay(_buffer_replay(), iterations=9) is not None
 
 
 def test_a_collate_that_is_not_a_list_of_columns_falls_back_to_avalanches_batches():
