@@ -17,9 +17,9 @@ Avalanche's or the wrapped data set's own (random augmentation would be frozen),
 worker processes, or a collate whose result is not a list of tensors of one row per
 sample.
 
-The replay buffers of DER, ER-ACE and MIR are drawn the same way, through a torch
-``DataLoader`` over the buffer; ``served_replay`` serves those too, where the experience draws
-more samples than the buffer holds.
+DER, ER-ACE and MIR draw their replay batches the same way, through a torch ``DataLoader``
+over the buffer; ``served_replay`` serves those too, where an experience draws more samples
+than the buffer holds.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from avalanche.core import SupervisedPlugin
 from avalanche.training.utils import cycle
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
-__all__ = ["TensorBatches", "collated_columns", "is_servable"]
+__all__ = ["TensorBatches", "collated_columns", "is_servable", "served_replay"]
 
 
 class TensorBatches(SupervisedPlugin):
@@ -58,7 +58,8 @@ class TensorBatches(SupervisedPlugin):
             loader._make_pytorch_loader = _ServedLoaders(
                 loader.loader_kwargs, loader._make_pytorch_loader
             )
-        iterations = len(loader) * strategy.train_epochs if loader is not None else 0
+        epochs = getattr(strategy, "train_epochs", 1)
+        iterations = len(loader) * epochs if isinstance(loader, Sized) else 0
         for owner in (strategy, *strategy.plugins):
             replay = getattr(owner, "replay_loader", None)
             served = served_replay(replay, iterations) if replay is not None else None
@@ -78,8 +79,8 @@ def served_replay(replay: Any, iterations: int) -> Iterator[list[torch.Tensor]] 
         replay: The owner's ``replay_loader``; only a ``cycle`` not started yet is served.
         iterations: Training iterations of the experience, each drawing one batch at most.
             Reading the buffer into tensors costs a read per stored sample, so a buffer
-            larger than the experience's draws is left to sample-by-sample reads (a
-            task-switching stream trains one iteration per experience).
+            larger than the experience's draws is left to sample-by-sample reads (an
+            experience of a single iteration, say).
     """
     if not (
         inspect.isgenerator(replay)
