@@ -73,12 +73,17 @@ def test_served_batches_are_avalanches_bit_for_bit_with_the_same_random_draws(ki
     assert vars(loader)["_make_pytorch_loader"].columns is not None, "not served"
 
     assert len(served) == len(expected) > 10
+    _assert_identical_batches(served, expected)
+    assert torch.equal(state, expected_state)
+
+
+def _assert_identical_batches(served: list, expected: list) -> None:
+    """Batch by batch: inputs, labels and task labels of the same dtype and values."""
     for ours, theirs in zip(served, expected, strict=True):
-        assert len(ours) == len(theirs) == 3  # inputs, labels, task labels
+        assert len(ours) == len(theirs) == 3
         for column, reference in zip(ours, theirs, strict=True):
             assert column.dtype == reference.dtype
             assert torch.equal(column, reference)
-    assert torch.equal(state, expected_state)
 
 
 def _buffer_replay(buffer_size: int = 60):
@@ -98,11 +103,7 @@ def test_a_buffers_replay_batches_are_avalanches_bit_for_bit_with_the_same_rando
     TensorBatches().before_training_exp(strategy)
     assert strategy.replay_loader is not original, "not served"
     served = [next(strategy.replay_loader) for _ in range(25)]
-    for ours, theirs in zip(served, expected, strict=True):
-        assert len(ours) == len(theirs) == 3
-        for column, reference in zip(ours, theirs, strict=True):
-            assert column.dtype == reference.dtype
-            assert torch.equal(column, reference)
+    _assert_identical_batches(served, expected)
     assert torch.equal(torch.get_rng_state(), expected_state)
 
 
