@@ -1,8 +1,11 @@
 #!/usr/bin/env python
 """Run continual-learning agents over a task stream: ``python run_stream.py --help``."""
 
+import atexit
 import gc
+import os
 import sys
+import threading
 from typing import NoReturn
 
 
@@ -18,7 +21,25 @@ def program() -> NoReturn:
 
     gc.freeze()
     gc.enable()
-    sys.exit(main())
+    exit_without_teardown(main())
+
+
+def exit_without_teardown(status: int) -> NoReturn:
+    """End the process with ``status``, skipping the interpreter's teardown of its modules.
+
+    That teardown frees the objects of torch, Avalanche and their imports one by one (about
+    0.4 s on a 2-core machine) for a process that is about to end anyway. What exiting must
+    still do is done first: the exit handlers (wandb removes its temporary folders there,
+    ``logging`` flushes its handlers) and the flush of both output streams. A thread that
+    would keep the process alive gets the interpreter's ordinary exit, which waits for it.
+    """
+    others = [t for t in threading.enumerate() if t is not threading.current_thread()]
+    if any(not thread.daemon for thread in others):
+        sys.exit(status)
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 if __name__ == "__main__":

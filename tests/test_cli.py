@@ -1,6 +1,5 @@
 """The command line: one real subprocess run, and bad input handled in one line."""
 
-import gc
 import json
 import os
 import re
@@ -11,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-import lifelong.cli
-import run_stream
 from lifelong.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -396,19 +393,56 @@ def test_loggers_need_the_tensor_evaluator(tmp_path, capsys):
     assert "--logger logs the tensor evaluator's matrix" in capsys.readouterr().err
 
 
-def test_program_runs_main_with_the_collector_back_on_and_exits_with_its_status(monkeypatch):
-    collector_during_main: list[bool] = []
+def _program(main_body: str) -> subprocess.CompletedProcess:
+    """Run ``run_stream.program`` in a child whose ``lifelong.cli.main`` is ``main_body``.
 
-    def fake_main() -> int:
-        collector_during_main.append(gc.isenabled())
+    The child's ``lifelong.cli`` is a stand-in module, so it starts without torch.
+    """
+    script = textwrap.dedent(
+        """
+        import atexit, gc, sys, threading, time, types
+        import run_stream
+
+        def main():
+        {body}
+
+        sys.modules["lifelong.cli"] = types.SimpleNamespace(main=main)
+        atexit.register(print, "exit handler ran")
+        run_stream.program()
+        """
+    ).format(body=textwrap.indent(textwrap.dedent(main_body), "    "))
+    return subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        check=False,
+    )
+
+
+def test_program_runs_main_with_the_collector_on_and_exits_with_its_status():
+    done = _program(
+        """
+        print("collector on:", gc.isenabled())
         return 3
+        """
+    )
+    assert done.returncode == 3, done.stderr
+    # Exit handlers still run, after main's output, and all of it reaches the pipe.
+    assert done.stdout.splitlines() == ["collector on: True", "exit handler ran"]
 
-    monkeypatch.setattr(lifelong.cli, "main", fake_main)
-    try:
-        with pytest.raises(SystemExit) as exited:
-            run_stream.program()
-    finally:
-        gc.unfreeze()
-        gc.enable()
-    assert exited.value.code == 3
-    assert collector_during_main == [True]
+
+def test_program_waits_for_a_thread_that_keeps_the_process_alive():
+    done = _program(
+        """
+        def late():
+            time.sleep(0.2)
+            print("thread finished")
+
+        threading.Thread(target=late).start()
+        return 0
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["thread finished", "exit handler ran"]
