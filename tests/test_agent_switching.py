@@ -481,6 +481,53 @@ def test_the_slow_encoder_learns_while_task_keys_stay_on_the_frozen_encoder():
         torch.testing.assert_close(learner._stored_features[slot], stored.x[row].flatten())
 
 
+def test_replay_gives_stored_inputs_as_re_encoded_or_as_the_slow_encoder_encodes_them_now():
+    learner = _slow_learner()
+    _run(_stream("fixed", steps=40, spread=2.0), learner)
+    assert learner.samples is not None and learner._slow_split is not None
+    # Stale inputs, as after the slow encoder moved since the last re-encoding.
+    learner._stored_features = {
+        slot: torch.zeros_like(u) for slot, u in learner._stored_features.items()
+    }
+    record_id = next(iter(learner.samples.task_counts()))
+    stale = learner._replay(record_id, torch.Generator().manual_seed(5))
+    now = learner._replay(record_id, torch.Generator().manual_seed(5), current_inputs=True)
+    drawn = learner.samples.sample(
+        learner.config.replay_samples,
+        task_weights={record_id: 1.0},
+        generator=torch.Generator().manual_seed(5),
+    )
+    assert stale is not None and now is not None
+    assert torch.equal(stale[1], drawn.y) and torch.equal(now[1], drawn.y)
+    assert not stale[0].any()
+    torch.testing.assert_close(now[0], learner._slow_split[0](drawn.x))
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_only_a_routed_prediction_takes_the_stored_inputs_as_encoded_now(monkeypatch, fresh):
+    learner = _slow_learner(route_fresh_inputs=fresh)
+    calls: list[tuple[str, bool]] = []
+    recognising: list[bool] = []
+    record_logits, record_labels = learner._record_logits, learner._record_labels
+
+    def labels(*args, **kwargs):
+        recognising.append(True)
+        try:
+            return record_labels(*args, **kwargs)
+        finally:
+            recognising.pop()
+
+    def logits(*args, current_inputs=False, **kwargs):
+        calls.append(("recognise" if recognising else "route", current_inputs))
+        return record_logits(*args, current_inputs=current_inputs, **kwargs)
+
+    monkeypatch.setattr(learner, "_record_labels", labels)
+    monkeypatch.setattr(learner, "_record_logits", logits)
+    _run(_stream("fixed", steps=120, spread=2.0), learner)
+    assert {inputs for use, inputs in calls if use == "route"} == {fresh}
+    assert {inputs for use, inputs in calls if use == "recognise"} == {False}
+
+
 def test_a_slow_encoder_step_is_protonet_on_the_tasks_last_two_batches(monkeypatch):
     learner = _slow_learner(retrieval_replay=False)
     steps = list(_stream("fixed", steps=30, spread=2.0).steps())
@@ -561,6 +608,15 @@ def test_a_learner_saved_before_the_slow_encoder_existed_loads_with_it_frozen(tm
     del info["config"]["encoder_lr"], info["config"]["encoder_refresh"]
     loaded = SwitchingLearner.load_state(tmp_path, learner.encoder, info)
     assert loaded.config.encoder_lr == 0 and loaded.slow_encoder is None
+
+
+def test_a_learner_saved_before_fresh_routed_inputs_loads_with_its_stored_ones(tmp_path):
+    learner = _slow_learner()
+    _run(_stream("fixed", steps=20), learner)
+    info = learner.save_state(tmp_path)
+    del info["config"]["route_fresh_inputs"]
+    loaded = SwitchingLearner.load_state(tmp_path, learner.encoder, info)
+    assert loaded.config.route_fresh_inputs is False
 
 
 def _unit_around(x, centre):

@@ -199,6 +199,12 @@ class LifelongConfig:
     encoder_refresh: int = 100
     """Labelled batches between re-encodings of the stored samples' fast-weight inputs by the
     slow encoder (``encoder_lr``), whose outputs drift as it learns."""
+    route_fresh_inputs: bool = True
+    """Whether a routed prediction adapts the stored task's head on its stored samples as the
+    slow encoder encodes them at that step, rather than as of their last re-encoding
+    (``encoder_refresh``). Recognising a task after a switch, and ``adapt``, keep the
+    re-encoded inputs. Chosen on validation streams
+    (``benchmarks/results/block_validation/encoder_refresh/``)."""
     prototype_vote: bool = True
     """Whether ``adapt``'s predictor adds to the adapted head's log-probabilities those of
     nearest-prototype classification under the frozen pre-trained encoder (the support's

@@ -100,6 +100,7 @@ _SETTINGS_ADDED_LATER = {
     "recognise_rule": "prototypes",
     "encoder_lr": 0.0,
     "encoder_refresh": 100,
+    "route_fresh_inputs": False,
     "prototype_vote": False,
     "vote_normalise": False,
 }
@@ -243,7 +244,9 @@ class SwitchingLearner:
         routed = self._route(f)
         if routed is None:
             return current
-        alternative = self._record_logits(routed, f, u, generator)
+        alternative = self._record_logits(
+            routed, f, u, generator, current_inputs=self.config.route_fresh_inputs
+        )
         self._pending_route = (alternative.argmax(1), current.argmax(1))
         if not self._routing_pays():
             return current
@@ -649,15 +652,20 @@ class SwitchingLearner:
         f: torch.Tensor,
         u: torch.Tensor,
         generator: torch.Generator | None,
+        *,
+        current_inputs: bool = False,
     ) -> torch.Tensor:
         """Logits of a stored record's head, adapted on its stored samples, for a batch.
 
         The predictor a routed prediction uses; replay draws come from ``generator`` (the
-        memory's own when ``None``). A record with no stored sample to adapt on predicts
-        with its prototypes' head over the frozen encoder's features ``f``; otherwise over
-        the fast-weight inputs ``u`` under its block offsets.
+        memory's own when ``None``), with inputs as ``_replay``'s ``current_inputs`` says. A
+        record with no stored sample to adapt on predicts with its prototypes' head over the
+        frozen encoder's features ``f``; otherwise over the fast-weight inputs ``u`` under
+        its block offsets.
         """
-        head, offsets = self._adapted(self._from_record(record_id), generator)
+        head, offsets = self._adapted(
+            self._from_record(record_id), generator, current_inputs=current_inputs
+        )
         if offsets is None and self.block is not None:
             assert self.meta is not None
             with torch.no_grad():
@@ -798,7 +806,11 @@ class SwitchingLearner:
         return None
 
     def _adapted(
-        self, task: _Task, generator: torch.Generator | None = None
+        self,
+        task: _Task,
+        generator: torch.Generator | None = None,
+        *,
+        current_inputs: bool = False,
     ) -> tuple[fw.FastWeights, fw.BlockOffsets | None]:
         """A task's head adapted on its samples, and the block offsets it predicts with.
 
@@ -809,7 +821,7 @@ class SwitchingLearner:
         is over the frozen encoder's features.
         """
         assert self.meta is not None
-        support = self._support(task, generator)
+        support = self._support(task, generator, current_inputs=current_inputs)
         offsets = task.offsets if self.block is not None else None
         if offsets is None or support is None:
             head = fw.initial_head(task.prototypes(), self.meta)
@@ -822,12 +834,16 @@ class SwitchingLearner:
         return fw.adapt_head(head, z, support[1], self.meta, self.config.inner_steps), offsets
 
     def _support(
-        self, task: _Task, generator: torch.Generator | None = None
+        self,
+        task: _Task,
+        generator: torch.Generator | None = None,
+        *,
+        current_inputs: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
         """The task's recent samples, plus replay of its stored ones when met before."""
         parts = list(task.window)
         if task.recurring and self.config.retrieval_replay:
-            stored = self._replay(task.record_id, generator)
+            stored = self._replay(task.record_id, generator, current_inputs=current_inputs)
             if stored is not None:
                 parts.append(stored)
         if not parts:
@@ -835,14 +851,25 @@ class SwitchingLearner:
         return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
     def _replay(
-        self, record_id: int, generator: torch.Generator | None = None
+        self,
+        record_id: int,
+        generator: torch.Generator | None = None,
+        *,
+        current_inputs: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor] | None:
-        """Stored samples of a record (drawn with the memory's generator unless given one)."""
+        """Stored samples of a record (drawn with the memory's generator unless given one).
+
+        Their fast-weight inputs are those of the last re-encoding (``encoder_refresh``), or
+        with ``current_inputs`` the slow encoder's output for them now.
+        """
         if self.samples is None or record_id not in self.samples.task_counts():
             return None
         drawn = self.samples.sample(
             self.config.replay_samples, task_weights={record_id: 1.0}, generator=generator
         )
+        if current_inputs and self._slow_split is not None:
+            with torch.no_grad():
+                return self._slow_split[0](drawn.x), drawn.y
         features = torch.stack([self._stored_features[int(s)] for s in drawn.slot])
         return features, drawn.y
 
