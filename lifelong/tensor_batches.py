@@ -89,12 +89,12 @@ def served_replay(replay: Any, iterations: int) -> Iterator[list[torch.Tensor]] 
     ):
         return None
     loader = replay.gi_frame.f_locals["loader"] if replay.gi_frame is not None else None
-    if not isinstance(loader, DataLoader) or loader.num_workers or loader.batch_size is None:
+    if not isinstance(loader, DataLoader) or loader.batch_size is None:
         return None
     buffer = loader.dataset
     if not isinstance(buffer, Sized) or iterations * loader.batch_size <= len(buffer):
         return None
-    if not _without_transforms(buffer):
+    if not _read_exactly_once([buffer], loader.num_workers):
         return None
     columns = collated_columns([buffer], loader.collate_fn)
     if columns is None:
@@ -115,9 +115,12 @@ def is_servable(loader: MultiDatasetDataLoader) -> bool:
     True when the loader makes its batches in this process (no worker processes) and no
     data set applies a transform, so every read of a sample gives the same tensors.
     """
-    if loader.loader_kwargs.get("num_workers", 0):
-        return False
-    return all(_without_transforms(dataset) for dataset in loader.datasets)
+    return _read_exactly_once(loader.datasets, loader.loader_kwargs.get("num_workers", 0))
+
+
+def _read_exactly_once(datasets: Sequence[Any], num_workers: int) -> bool:
+    """Whether one read of ``datasets`` in this process gives every later read's tensors."""
+    return not num_workers and all(_without_transforms(dataset) for dataset in datasets)
 
 
 def collated_columns(
